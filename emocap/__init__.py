@@ -1,0 +1,27 @@
+"""emocap: vision-language facial emotion representations.
+
+The core library. Stages (``emocap.captioning``, ``emocap.train``, ``emocap.eval``) build on it; it imports none
+of them. Public surface: :class:`ZeroShotClassifier`, the model factory (:func:`load_model`, :func:`save_model`,
+:func:`list_models`), prompts and the label taxonomy.
+"""
+
+__version__ = "0.1.0"
+
+from . import taxonomy  # noqa: E402
+from .prompts import PromptSet, load_prompt_set  # noqa: E402
+
+
+def __getattr__(name):  # lazy: importing emocap stays cheap, torch loads on first use
+    if name == "ZeroShotClassifier":
+        from .classifier import ZeroShotClassifier
+
+        return ZeroShotClassifier
+    if name in ("load_model", "save_model", "list_models", "create_model", "EmocapModel"):
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module 'emocap' has no attribute {name!r}")
+
+
+__all__ = ["ZeroShotClassifier", "load_model", "save_model", "list_models", "create_model", "PromptSet",
+           "load_prompt_set", "taxonomy", "__version__"]

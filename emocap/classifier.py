@@ -1,0 +1,180 @@
+"""Zero-shot facial emotion classifier: images + label names in, scores out.
+
+The library's main entry point (used by ``emocap classify`` and by eval). Labels are turned into text prompts
+(templates and class descriptions from a :class:`~emocap.prompts.PromptSet`), encoded once by the text tower and
+cached; images are loaded robustly (:mod:`emocap.images`), optionally face-detected and cropped
+(:mod:`emocap.faces`), preprocessed with the transforms stored with the model and encoded in batches.
+Scores are a softmax over the scaled cosine similarities between image and class text features.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import taxonomy
+from . import faces as face_detection
+from .images import ImageInput, load_image
+from .models import EmocapModel, load_model
+from .prompts import PromptSet, load_prompt_set
+
+__all__ = ["ZeroShotClassifier", "NoFaceFoundError"]
+
+
+class NoFaceFoundError(ValueError):
+    """Face detection found no face in an image."""
+
+
+def _pick_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class ZeroShotClassifier:
+    """Classify facial expressions into any label names, from text prompts.
+
+    Example::
+
+        clf = ZeroShotClassifier.from_pretrained()              # embedded default model, basic-8 labels
+        clf.predict(["face.jpg"])                               # [[{"label": "happiness", "score": 0.93}, ...]]
+        clf = ZeroShotClassifier.from_pretrained(labels=["joy", "rage", "calm"])
+    """
+
+    def __init__(
+        self,
+        model: EmocapModel,
+        labels: Optional[Sequence[str]] = None,
+        prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
+        device=None,
+    ):
+        self.model = model
+        self.device = _pick_device(device)
+        self.model.model.to(self.device).eval()
+        meta = model.meta
+        self.labels: List[str] = taxonomy.label_set(labels if labels is not None else meta.get("labels", "basic8"))
+        if prompts is None and meta.get("prompts"):
+            self.prompt_set = PromptSet.from_dict(meta["prompts"])
+        else:
+            self.prompt_set = load_prompt_set(prompts)
+        self._text_cache: Dict[tuple, torch.Tensor] = {}
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id: Optional[str] = None,
+        labels: Optional[Sequence[str]] = None,
+        prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
+        device=None,
+    ) -> "ZeroShotClassifier":
+        """Load a model (``None``: the embedded default; ``hf-hub:org/repo``; ``local-dir:/path``; a folder).
+
+        ``labels`` may be any names (canonical, synonyms or new words); ``prompts`` a bundled prompt set name, a
+        JSON file, a list of templates or a PromptSet (default: the prompts saved with the model).
+        """
+        return cls(load_model(model_id), labels=labels, prompts=prompts, device=device)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    # ------------------------------------------------------------------ text side
+    @torch.inference_mode()
+    def class_text_features(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None) -> torch.Tensor:
+        """[C, D] L2-normalised class embeddings (mean of the normalised prompt embeddings), cached."""
+        labels = list(labels) if labels is not None else self.labels
+        prompt_set = prompt_set or self.prompt_set
+        key = (tuple(labels), prompt_set.hash)
+        if key not in self._text_cache:
+            weights = []
+            for label in labels:
+                texts = prompt_set.texts_for(label)
+                tokens = self.model.tokenizer(texts).to(self.device)
+                feats = self.model.model.encode_text(tokens, normalize=True)
+                mean = feats.mean(dim=0)
+                weights.append(mean / mean.norm())
+            self._text_cache[key] = torch.stack(weights)
+        return self._text_cache[key]
+
+    @property
+    def text_features(self) -> torch.Tensor:
+        return self.class_text_features()
+
+    # ------------------------------------------------------------------ image side
+    def _prepare(self, image: Image.Image) -> torch.Tensor:
+        if self.model.grayscale:
+            image = image.convert("L").convert("RGB")
+        return self.model.preprocess(image)
+
+    @torch.inference_mode()
+    def _encode_tensors(self, batch: List[torch.Tensor]) -> torch.Tensor:
+        x = torch.stack(batch).to(self.device)
+        return self.model.model.encode_image(x, normalize=True).float()
+
+    def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
+        """[N, D] L2-normalised image features. Raises ImageLoadError naming the first bad input."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            chunk = [self._prepare(load_image(im)) for im in images[start:start + batch_size]]
+            out.append(self._encode_tensors(chunk).cpu())
+        if not out:
+            return np.zeros((0, self.text_features.shape[1]), dtype=np.float32)
+        return torch.cat(out).numpy()
+
+    @torch.inference_mode()
+    def probs_from_features(self, features: np.ndarray, labels=None, prompt_set=None) -> np.ndarray:
+        """Softmax over scaled cosine similarities for precomputed image features."""
+        text = self.class_text_features(labels, prompt_set)
+        feats = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device)
+        scale = self.model.model.logit_scale.exp().float()
+        return (scale * feats @ text.T).softmax(dim=-1).cpu().numpy()
+
+    def predict_proba(self, images: Union[ImageInput, Sequence[ImageInput]], batch_size: int = 64) -> np.ndarray:
+        """[N, C] class probabilities in the order of :attr:`labels`."""
+        images = self._as_list(images)
+        return self.probs_from_features(self.encode_images(images, batch_size=batch_size))
+
+    def predict(
+        self,
+        images: Union[ImageInput, Sequence[ImageInput]],
+        top_k: Optional[int] = None,
+        batch_size: int = 64,
+        detect_faces: bool = False,
+        margin: float = 0.2,
+    ) -> List:
+        """Per image, ``[{"label", "score"}, ...]`` sorted by score (the transformers zero-shot pipeline shape).
+
+        With ``detect_faces=True``, per image a list of faces, each ``{"box": [x0, y0, x1, y1], "face_score",
+        "predictions": [...]}``; an image without a face raises :class:`NoFaceFoundError` naming it (batch
+        callers such as the CLI catch it per image).
+        """
+        images = self._as_list(images)
+        if not detect_faces:
+            return [self._ranked(p, top_k) for p in self.predict_proba(images, batch_size=batch_size)]
+        results = []
+        for i, item in enumerate(images):
+            photo = load_image(item)
+            faces = face_detection.detect_faces(photo)
+            if not faces:
+                raise NoFaceFoundError(f"{item if isinstance(item, str) else f'image {i}'}: no face found")
+            crops = [face_detection.crop_face(photo, f, margin=margin) for f in faces]
+            probs = self.predict_proba(crops, batch_size=batch_size)
+            results.append(
+                [{**{"box": list(f.box), "face_score": round(f.score, 3)}, "predictions": self._ranked(p, top_k)}
+                 for f, p in zip(faces, probs)]
+            )
+        return results
+
+    def _ranked(self, probs: np.ndarray, top_k: Optional[int]) -> List[dict]:
+        order = np.argsort(-probs)[: top_k or len(self.labels)]
+        return [{"label": self.labels[j], "score": float(probs[j])} for j in order]
+
+    @staticmethod
+    def _as_list(images) -> list:
+        if isinstance(images, (str, Image.Image, np.ndarray)) or hasattr(images, "__fspath__"):
+            return [images]
+        return list(images)
+

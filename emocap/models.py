@@ -1,0 +1,260 @@
+"""Model factory on top of open_clip: bundled architectures, loading by id, saving in open_clip's hub format.
+
+Where it sits: training builds models here (:func:`create_model`) and saves them (:func:`save_model`); the
+classifier and eval load them (:func:`load_model`). A saved model is an open_clip hub folder::
+
+    open_clip_config.json        {"model_cfg": ..., "preprocess_cfg": ..., "emocap": {...emocap's own keys}}
+    open_clip_model.safetensors  weights (fp16 or fp32)
+
+so ``open_clip.create_model_and_transforms("local-dir:<folder>")`` and ``"hf-hub:org/repo"`` load it too.
+emocap's keys: ``labels`` (the label set the model was validated on), ``prompts`` (a prompt set dict with its
+hash), ``grayscale`` (convert input to gray before preprocessing), ``face_crop`` (crop policy for full photos),
+and optionally ``learned_prompts``.
+
+Model ids: ``None`` or ``"default"`` (the embedded model), a bundled architecture name (random weights, for
+training only), ``hf-hub:org/repo``, ``local-dir:/path`` or a plain folder path. Weights load through
+safetensors only; a folder without a weight file is an error, never a silent random model.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import open_clip
+import torch
+from safetensors.torch import load_file, save_file
+
+__all__ = [
+    "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
+    "ModelLoadError", "DEFAULT_MODEL_ID", "CONFIG_NAME", "WEIGHTS_NAME",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_NAME = "open_clip_config.json"
+WEIGHTS_NAME = "open_clip_model.safetensors"
+DEFAULT_MODEL_ID = "default"
+HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.model"]
+
+
+class ModelLoadError(RuntimeError):
+    """A model id that cannot be resolved or loaded; the message says which and why."""
+
+
+def _register_bundled_configs() -> List[str]:
+    folder = resources.files("emocap").joinpath("model_configs")
+    names = []
+    for item in folder.iterdir():
+        if item.name.endswith(".json"):
+            with resources.as_file(item) as path:
+                open_clip.add_model_config(path)
+            names.append(item.name[:-5])
+    return sorted(names)
+
+
+BUNDLED_ARCHITECTURES = _register_bundled_configs()
+
+
+def list_models() -> Dict[str, List[str]]:
+    """Bundled architectures (random init, for training) and the embedded pretrained model."""
+    return {"pretrained": [DEFAULT_MODEL_ID], "architectures": list(BUNDLED_ARCHITECTURES)}
+
+
+def default_model_dir() -> Path:
+    """Folder of the embedded default model inside the installed package."""
+    return Path(str(resources.files("emocap").joinpath("default_model")))
+
+
+@dataclass
+class EmocapModel:
+    """A loaded model: the open_clip module (in eval mode), its transforms, tokenizer and emocap metadata."""
+
+    model: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    model_cfg: Dict[str, Any]
+    preprocess_cfg: Dict[str, Any]
+    meta: Dict[str, Any] = field(default_factory=dict)
+    model_id: str = ""
+    path: Optional[Path] = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def image_size(self) -> int:
+        size = self.model_cfg["vision_cfg"]["image_size"]
+        return size if isinstance(size, int) else size[0]
+
+    @property
+    def grayscale(self) -> bool:
+        return bool(self.meta.get("grayscale", False))
+
+
+def default_preprocess_cfg(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    size = model_cfg["vision_cfg"]["image_size"]
+    cfg = model_cfg.get("preprocess_cfg", {})
+    return {
+        "size": size,
+        "mode": "RGB",
+        "mean": list(cfg.get("mean", (0.5, 0.5, 0.5))),
+        "std": list(cfg.get("std", (0.25, 0.25, 0.25))),
+        "interpolation": cfg.get("interpolation", "bicubic"),
+        "resize_mode": cfg.get("resize_mode", "shortest"),
+    }
+
+
+def _model_cfg_for_open_clip(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in model_cfg.items() if k != "preprocess_cfg"}
+
+
+def create_model(arch: str, device: Union[str, torch.device, None] = None, **overrides) -> EmocapModel:
+    """A randomly initialised model of a bundled (or any open_clip) architecture, in train mode, for training.
+
+    ``overrides`` replace top-level config keys (``embed_dim``) or nested ones given as dicts
+    (``vision_cfg={"image_size": 48}``).
+    """
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ModelLoadError(f"unknown architecture {arch!r}; bundled: {', '.join(BUNDLED_ARCHITECTURES)}")
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return build_from_config(cfg, device=device, model_id=arch)
+
+
+def build_from_config(
+    model_cfg: Dict[str, Any], device=None, model_id: str = "", meta: Optional[dict] = None,
+    preprocess_cfg: Optional[dict] = None,
+) -> EmocapModel:
+    model_cfg = dict(model_cfg)
+    pp = dict(preprocess_cfg or default_preprocess_cfg(model_cfg))
+    clean = _model_cfg_for_open_clip(model_cfg)
+    model = open_clip.model.CLIP(**clean) if "custom_text" not in clean else open_clip.model.CustomTextCLIP(**clean)
+    # open_clip stores preprocessing on the visual module; keep it consistent with our config
+    model.visual.image_mean = tuple(pp["mean"])
+    model.visual.image_std = tuple(pp["std"])
+    if device is not None:
+        model.to(device)
+    pp_obj = open_clip.transform.PreprocessCfg(**{k: v for k, v in pp.items() if k in open_clip.transform._PREPROCESS_KEYS})
+    preprocess = open_clip.transform.image_transform_v2(pp_obj, is_train=False)
+    ctx = clean.get("text_cfg", {}).get("context_length", 77)
+    tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=ctx)
+    return EmocapModel(model, preprocess, tokenizer, model_cfg, pp, dict(meta or {}), model_id)
+
+
+def save_model(
+    em: EmocapModel, folder: Union[str, os.PathLike], *, meta: Optional[dict] = None, fp16: bool = False,
+    extra_tensors: Optional[Dict[str, torch.Tensor]] = None,
+) -> Path:
+    """Write ``em`` as an open_clip hub folder plus emocap's keys; returns the folder.
+
+    ``fp16`` halves the file (used for the embedded model); ``extra_tensors`` (e.g. learned prompts) are
+    stored in the same safetensors file under an ``emocap.`` prefix, which open_clip ignores on load.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in em.model.state_dict().items()}
+    if fp16:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    merged_meta = {**em.meta, **(meta or {})}
+    config = {
+        "model_cfg": _model_cfg_for_open_clip(em.model_cfg),
+        "preprocess_cfg": em.preprocess_cfg,
+        "emocap": merged_meta,
+    }
+    tmp_weights = folder / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp_weights), metadata={"format": "pt", "producer": "emocap"})
+    os.replace(tmp_weights, folder / WEIGHTS_NAME)
+    if extra_tensors:
+        save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()}, str(folder / "emocap_extra.safetensors"))
+    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    return folder
+
+
+def resolve_model_dir(model_id: Optional[str], cache_dir: Optional[str] = None) -> Path:
+    """Turn a model id into a local folder holding ``open_clip_config.json`` and safetensors weights."""
+    if model_id is None or model_id == DEFAULT_MODEL_ID:
+        folder = default_model_dir()
+        if not (folder / WEIGHTS_NAME).is_file():
+            raise ModelLoadError(
+                f"the embedded default model is missing from {folder} (no {WEIGHTS_NAME}); "
+                "reinstall emocap or train it with `emocap train --config default`"
+            )
+        return folder
+    if model_id.startswith("hf-hub:"):
+        repo = model_id[len("hf-hub:"):]
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(repo, allow_patterns=HUB_ALLOW_PATTERNS, cache_dir=cache_dir))
+        except Exception as e:  # offline, missing repo, auth
+            raise ModelLoadError(
+                f"cannot fetch {model_id} from the Hugging Face hub ({type(e).__name__}: {e}). "
+                "Offline? Download it once with network access, or set HF_HUB_OFFLINE=1 to use the local cache."
+            ) from None
+    path = model_id[len("local-dir:"):] if model_id.startswith("local-dir:") else model_id
+    folder = Path(path).expanduser()
+    if folder.is_file() and folder.name == CONFIG_NAME:
+        folder = folder.parent
+    if not folder.is_dir():
+        if model_id in BUNDLED_ARCHITECTURES:
+            raise ModelLoadError(
+                f"{model_id!r} is an architecture without trained weights; use create_model({model_id!r}) to "
+                "train one, or give a trained model id (default, hf-hub:org/repo, local-dir:/path)"
+            )
+        raise ModelLoadError(f"model {model_id!r} not found: not a bundled name, hf-hub: id or existing folder")
+    return folder
+
+
+def load_model(
+    model_id: Optional[str] = None, device: Union[str, torch.device, None] = None, cache_dir: Optional[str] = None
+) -> EmocapModel:
+    """Load a trained model in ``eval()`` mode. See the module docstring for accepted ids."""
+    folder = resolve_model_dir(model_id, cache_dir=cache_dir)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise ModelLoadError(f"{folder}: no {CONFIG_NAME}; not an open_clip/emocap model folder")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        model_cfg = config["model_cfg"]
+    except (json.JSONDecodeError, KeyError) as e:
+        raise ModelLoadError(f"{config_path}: malformed config ({e})") from None
+    weights = sorted(folder.glob("*.safetensors"))
+    weights = [w for w in weights if w.name == WEIGHTS_NAME] or [
+        w for w in weights if w.name.startswith("open_clip") or w.name == "model.safetensors"
+    ]
+    if not weights:
+        found = ", ".join(p.name for p in folder.iterdir())
+        raise ModelLoadError(
+            f"{folder}: no safetensors weights ({WEIGHTS_NAME}); found: {found or 'nothing'}. "
+            "emocap never loads pickled weights and never falls back to a random model."
+        )
+    em = build_from_config(
+        model_cfg, model_id=model_id or DEFAULT_MODEL_ID, meta=config.get("emocap", {}),
+        preprocess_cfg=config.get("preprocess_cfg") or None,
+    )
+    state = load_file(str(weights[0]), device="cpu")
+    missing, unexpected = em.model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("attn_mask")]
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"{weights[0]}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
+    extra = folder / "emocap_extra.safetensors"
+    if extra.is_file():
+        em.meta["extra_tensors"] = load_file(str(extra), device="cpu")
+    em.model.float().eval()
+    if device is not None:
+        em.model.to(device)
+    em.path = folder
+    return em

@@ -1,0 +1,134 @@
+"""Emotion label taxonomy: canonical names, synonyms, label sets and benchmark label maps.
+
+Sits at the bottom of the flow: captioning, training, the classifier and eval all name emotions through it.
+The data (synonyms, sets, per-benchmark maps) lives in ``emocap/data/labels.json`` so that adding a benchmark
+or a synonym is a data change, not a code change.
+
+Canonical names are the nouns used by FER+ and most CLIP-FER codebases: ``neutral, happiness, surprise,
+sadness, anger, disgust, fear, contempt``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+__all__ = [
+    "BASIC7",
+    "BASIC8",
+    "canonical",
+    "canonical_or_none",
+    "synonyms",
+    "label_set",
+    "benchmark_label_map",
+    "benchmark_names",
+    "display_name",
+    "UnknownLabelError",
+]
+
+
+class UnknownLabelError(KeyError):
+    """A label name that the taxonomy cannot map to a canonical emotion."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else "unknown label"
+
+
+@functools.lru_cache(maxsize=1)
+def _data() -> dict:
+    text = resources.files("emocap").joinpath("data/labels.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _normalise(name: str) -> str:
+    return " ".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
+
+
+@functools.lru_cache(maxsize=1)
+def _synonym_index() -> Dict[str, str]:
+    index: Dict[str, str] = {}
+    for canon, entry in _data()["emotions"].items():
+        index[_normalise(canon)] = canon
+        for syn in entry["synonyms"]:
+            index[_normalise(syn)] = canon
+    return index
+
+
+BASIC7: List[str] = list(_data()["label_sets"]["basic7"])
+BASIC8: List[str] = list(_data()["label_sets"]["basic8"])
+
+
+def canonical_or_none(name: str) -> Optional[str]:
+    """Canonical emotion for ``name`` (any case, synonym or native dataset code), or ``None``."""
+    return _synonym_index().get(_normalise(name))
+
+
+def canonical(name: str) -> str:
+    """Canonical emotion for ``name``; raises :class:`UnknownLabelError` naming the label when unknown.
+
+    >>> canonical("Joy"), canonical("angry"), canonical("SU")
+    ('happiness', 'anger', 'surprise')
+    """
+    canon = canonical_or_none(name)
+    if canon is None:
+        known = ", ".join(sorted(_data()["emotions"]))
+        raise UnknownLabelError(f"unknown emotion label {name!r}; known canonical labels: {known} (and synonyms)")
+    return canon
+
+
+def synonyms(name: str) -> List[str]:
+    """Synonyms of an emotion (canonical name first), e.g. for varied caption wording."""
+    canon = canonical(name)
+    return [canon] + [s for s in _data()["emotions"][canon]["synonyms"] if len(s) > 2]
+
+
+def display_name(name: str, form: str = "adjective") -> str:
+    """A natural word for ``name`` in a sentence: ``form`` is ``noun`` or ``adjective`` (``happy``)."""
+    canon = canonical(name)
+    entry = _data()["emotions"][canon]
+    if form == "noun":
+        return canon
+    if form == "adjective":
+        return entry["adjective"]
+    raise ValueError(f"form must be 'noun' or 'adjective', got {form!r}")
+
+
+def label_set(name_or_labels: "str | Sequence[str]") -> List[str]:
+    """Resolve a label set: a bundled name (``basic7``, ``basic8``) or a list of names kept as given."""
+    if isinstance(name_or_labels, str):
+        sets = _data()["label_sets"]
+        if name_or_labels not in sets:
+            raise KeyError(f"unknown label set {name_or_labels!r}; bundled sets: {', '.join(sorted(sets))}")
+        return list(sets[name_or_labels])
+    labels = [str(x) for x in name_or_labels]
+    if not labels:
+        raise ValueError("a label set needs at least one label")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"duplicate labels in {labels}")
+    return labels
+
+
+def benchmark_names() -> List[str]:
+    """Names of the benchmarks whose native label maps ship with emocap."""
+    return sorted(_data()["benchmarks"])
+
+
+def benchmark_label_map(benchmark: str) -> Dict[str, str]:
+    """Native label (id or name, as a string) -> canonical emotion, in the benchmark's native order."""
+    maps = _data()["benchmarks"]
+    if benchmark not in maps:
+        raise KeyError(f"no label map for benchmark {benchmark!r}; known: {', '.join(sorted(maps))}")
+    return dict(maps[benchmark]["labels"])
+
+
+def map_labels(names: Iterable[str], mapping: Optional[Mapping[str, str]] = None) -> List[str]:
+    """Map native names through ``mapping`` (when given) and then the synonym table to canonical names."""
+    out = []
+    for name in names:
+        key = str(name)
+        if mapping is not None and key in mapping:
+            key = mapping[key]
+        out.append(canonical(key))
+    return out
