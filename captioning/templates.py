@@ -62,8 +62,8 @@ LOCAL_SHAPES = (
     "{region_cap} - {behaviour}, {aus}.",
 )
 SUMMARY_SHAPES = (
-    "Taken together, {evidence} point to {noun}.",
-    "{evidence_cap} make the face read as {adj}.",
+    "Taken together, {evidence} {point} to {noun}.",
+    "{evidence_cap} {make} the face read as {adj}.",
     "Overall the face expresses {noun}, shown by {evidence}.",
     "The combination of {evidence} is typical of {noun}.",
 )
@@ -145,7 +145,11 @@ class TemplateWriter:
             return rng.choice(NEUTRAL_SUMMARIES).format(noun=noun, adj=adj)
         parts = [ACTION_UNITS[au][0] for au, _ in strongest]
         evidence = ("the " + parts[0]) if len(parts) == 1 else "the " + ", the ".join(parts[:-1]) + " and the " + parts[-1]
-        text = rng.choice(SUMMARY_SHAPES).format(evidence=evidence, evidence_cap=_cap(evidence), noun=noun, adj=adj)
+        single = len(parts) == 1
+        text = rng.choice(SUMMARY_SHAPES).format(
+            evidence=evidence, evidence_cap=_cap(evidence), noun=noun, adj=adj,
+            point="points" if single else "point", make="makes" if single else "make",
+        )
         if facts.ambiguous:
             text += rng.choice((" The annotators did not fully agree.", " The reading is uncertain.", " Opinions on it differ."))
         return text

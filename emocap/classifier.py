@@ -9,6 +9,7 @@ Scores are a softmax over the scaled cosine similarities between image and class
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -159,7 +160,8 @@ class ZeroShotClassifier:
             photo = load_image(item)
             faces = face_detection.detect_faces(photo)
             if not faces:
-                raise NoFaceFoundError(f"{item if isinstance(item, str) else f'image {i}'}: no face found")
+                name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"image {i}"
+                raise NoFaceFoundError(f"{name}: no face found")
             crops = [face_detection.crop_face(photo, f, margin=margin) for f in faces]
             probs = self.predict_proba(crops, batch_size=batch_size)
             results.append(

@@ -33,11 +33,14 @@ class ImageLoadError(ValueError):
 
 
 def _rescale_to_uint8(arr: np.ndarray) -> np.ndarray:
+    kind, itemsize = arr.dtype.kind, arr.dtype.itemsize  # before the cast: the type says how to scale
     arr = arr.astype(np.float64)
     if arr.size == 0:
         raise ValueError("empty array")
     lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-    if arr.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
+    if kind == "u" and itemsize == 2:  # 16-bit data: always the full type range, even for a dark image
+        return np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if kind in "fb" and lo >= 0.0 and hi <= 1.0:
         return np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if hi > 255 or lo < 0:
         # 16-bit (or wider) data: scale by the type's full range when it fits, else by the data range

@@ -243,8 +243,15 @@ def load_model(
         model_cfg, model_id=model_id or DEFAULT_MODEL_ID, meta=config.get("emocap", {}),
         preprocess_cfg=config.get("preprocess_cfg") or None,
     )
-    state = load_file(str(weights[0]), device="cpu")
-    missing, unexpected = em.model.load_state_dict(state, strict=False)
+    try:
+        state = load_file(str(weights[0]), device="cpu")
+    except Exception as e:  # truncated or not a safetensors file
+        raise ModelLoadError(f"{weights[0]}: cannot read safetensors weights ({type(e).__name__}: {e})") from None
+    try:
+        missing, unexpected = em.model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatch between the weights and the config
+        detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
+        raise ModelLoadError(f"{weights[0]}: weights do not match the config ({detail})") from None
     missing = [k for k in missing if not k.endswith("attn_mask")]
     if missing or unexpected:
         raise ModelLoadError(

@@ -25,6 +25,7 @@ __all__ = [
     "benchmark_label_map",
     "benchmark_names",
     "display_name",
+    "map_labels",
     "UnknownLabelError",
 ]
 
@@ -68,8 +69,11 @@ def canonical_or_none(name: str) -> Optional[str]:
 def canonical(name: str) -> str:
     """Canonical emotion for ``name``; raises :class:`UnknownLabelError` naming the label when unknown.
 
-    >>> canonical("Joy"), canonical("angry"), canonical("SU")
+    >>> canonical("Joy"), canonical("angry"), canonical("Astonished")
     ('happiness', 'anger', 'surprise')
+
+    Native dataset codes (JAFFE's ``SU``, FER2013's ``3``) are not synonyms: map them with
+    :func:`benchmark_label_map` first, since the same code means different emotions in different benchmarks.
     """
     canon = canonical_or_none(name)
     if canon is None:

@@ -1,0 +1,136 @@
+"""The ``emocap`` command: ``classify`` lives here; ``caption``, ``train`` and ``eval`` are registered by their
+stages (each stage's ``cli.add_parser``), imported only when the package is installed with that stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import List, Optional
+
+DESCRIPTION = """emocap: vision-language facial emotion representations.
+
+  emocap classify  faces.jpg ...          zero-shot emotion scores (embedded default model, offline)
+  emocap caption   --root DATA --out DIR  EmoCap-style caption shards from a labelled face dataset
+  emocap train     --config CONFIG        train an emotion CLIP model (accelerate: CPU, one or many GPUs)
+  emocap eval      --root DATA            zero-shot benchmark results (WAR, UAR, macro F1, confusion)
+
+Run `emocap <command> --help` for the options of each command."""
+
+CLASSIFY_EXAMPLES = """examples:
+  emocap classify face1.png face2.jpg                 # pre-cropped faces, basic-8 emotions
+  emocap classify photo.jpg --detect-faces            # find faces in a full photo first
+  emocap classify faces/ --labels joy rage calm       # any label names (zero-shot)
+  emocap classify face.png --model hf-hub:org/repo    # a model from the Hugging Face hub
+  emocap classify faces/ --json > scores.jsonl        # one JSON line per image
+"""
+
+STAGES = ("emocap.captioning.cli", "emocap.train.cli", "emocap.eval.cli")
+
+
+def _add_classify(subparsers):
+    p = subparsers.add_parser(
+        "classify",
+        help="zero-shot facial emotion scores for images or folders",
+        description="Score face images against emotion labels from text prompts. Inputs may be files or "
+        "folders; unreadable files are reported and skipped, the rest are classified.",
+        epilog=CLASSIFY_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("--model", default=None, help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
+    p.add_argument("--labels", nargs="+", default=None, help="label names (default: the model's labels, basic-8)")
+    p.add_argument("--prompts", default=None, help="prompt set: bundled name or JSON file (default: the model's)")
+    p.add_argument("--top-k", type=int, default=3, help="labels to print per image (default 3)")
+    p.add_argument("--detect-faces", action="store_true", help="detect and crop faces in full photos first")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    p.set_defaults(func=_run_classify)
+
+
+def _run_classify(args) -> int:
+    from .classifier import NoFaceFoundError, ZeroShotClassifier
+    from .images import ImageLoadError, expand_inputs, load_image
+    from .models import ModelLoadError
+
+    files, problems = expand_inputs(args.inputs)
+    try:
+        clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts, device=args.device)
+    except (ModelLoadError, FileNotFoundError, ValueError, KeyError) as e:
+        print(f"emocap classify: error: {e}", file=sys.stderr)
+        return 2
+    images, names = [], []
+    for f in files:  # load each file once, so a bad file is skipped rather than failing its batch
+        try:
+            images.append(load_image(f))
+            names.append(str(f))
+        except ImageLoadError as e:
+            problems.append((e.source, e.reason))
+    results = []
+    if args.detect_faces:
+        for name, im in zip(names, images):
+            try:
+                results.append((name, clf.predict(im, top_k=args.top_k, detect_faces=True)[0]))
+            except NoFaceFoundError:
+                problems.append((name, "no face found"))
+    else:
+        preds = clf.predict(images, top_k=args.top_k, batch_size=args.batch_size) if images else []
+        results = list(zip(names, preds))
+    for name, pred in results:
+        if args.json:
+            key = "faces" if args.detect_faces else "predictions"
+            print(json.dumps({"file": name, key: pred}))
+        elif args.detect_faces:
+            for k, face in enumerate(pred):
+                print(f"{name} face {k} {face['box']}: " + _fmt(face["predictions"]))
+        else:
+            print(f"{name}: " + _fmt(pred))
+    for where, reason in problems:
+        print(f"skipped {where}: {reason}", file=sys.stderr)
+    if problems:
+        print(f"classified {len(results)} images, skipped {len(problems)}", file=sys.stderr)
+    return 0 if results or not problems else 1
+
+
+def _fmt(preds) -> str:
+    return ", ".join(f"{p['label']} {p['score']:.3f}" for p in preds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emocap", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"emocap {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    _add_classify(sub)
+    for module_name in STAGES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:  # a stage whose extra is not installed
+            stage = module_name.split(".")[1]
+            p = sub.add_parser(stage, help=f"(unavailable: {e}; pip install 'emocap[{stage}]')")
+            p.set_defaults(func=lambda args, err=e, s=stage: _missing(s, err))
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def _missing(stage, err) -> int:
+    print(f"emocap {stage}: unavailable ({err}); install it with: pip install 'emocap[{stage}]'", file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

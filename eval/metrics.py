@@ -1,0 +1,159 @@
+"""Classification metrics for FER benchmarks: the last step of an eval run, before the result JSON is written.
+
+Flow: benchmark loader -> classifier probabilities -> :func:`classification_metrics` -> result record
+(``emocap.eval.zeroshot``) -> table builder.
+
+Metrics reported:
+
+* ``war`` / ``acc1``: weighted average recall, i.e. plain accuracy over all samples;
+* ``uar`` / ``mean_per_class_recall``: unweighted average recall, the mean of the per-class recalls over the
+  classes that occur in ``y_true`` (a class with no test sample has no recall and is left out of the mean);
+* ``macro_f1``: mean F1 over the classes that occur in ``y_true`` (same class set as UAR);
+* ``per_class_recall``: class name -> recall, ``None`` for classes without test samples;
+* ``per_class_support``: class name -> number of test samples;
+* ``confusion_matrix``: rows are true classes, columns predicted classes, in class order;
+* ``acc{k}``: top-k accuracy for k in ``top_k`` (only with probabilities, and only for k < number of classes);
+* ``ece``: expected calibration error of the top-1 confidence over 15 equal-width bins (only with probabilities).
+
+All rates are fractions in [0, 1]. The keys ``acc1`` and ``mean_per_class_recall`` match CLIP_benchmark's.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+__all__ = ["classification_metrics", "expected_calibration_error", "top_k_accuracy", "format_summary", "ECE_BINS"]
+
+ECE_BINS = 15
+
+
+def _check_probabilities(probs: np.ndarray, n_classes: int) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != n_classes:
+        raise ValueError(f"probabilities must have shape [N, {n_classes}], got {probs.shape}")
+    if not np.all(np.isfinite(probs)):
+        raise ValueError("probabilities contain NaN or infinite values")
+    if np.any(probs < -1e-6) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("probability rows must be non-negative and sum to 1 (got logits? apply a softmax first)")
+    return probs
+
+
+def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
+    """Fraction of samples whose true class is among the ``k`` highest scores.
+
+    Ties are broken towards the lower class index, as ``argmax`` does, so ``k=1`` equals plain accuracy.
+    """
+    y_true = np.asarray(y_true)
+    order = np.argsort(-np.asarray(probs), axis=1, kind="stable")[:, :k]
+    return float(np.mean(np.any(order == y_true[:, None], axis=1)))
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
+    """ECE of the top-1 prediction (Guo et al. 2017): sum over bins of |B|/N * |accuracy(B) - confidence(B)|.
+
+    Bin ``i`` holds confidences in ``(i/n_bins, (i+1)/n_bins]``.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    n = len(y_true)
+    for b in np.unique(bins):
+        in_bin = bins == b
+        ece += in_bin.sum() / n * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def classification_metrics(
+    y_true: Sequence[int],
+    predictions,
+    class_names: Sequence[str],
+    top_k: Sequence[int] = (2, 3, 5),
+) -> Dict[str, object]:
+    """Compute the benchmark metrics for one run.
+
+    Args:
+        y_true: true class indices, shape [N], each in ``[0, len(class_names))``.
+        predictions: predicted class indices of shape [N], or class probabilities of shape [N, C]
+            (rows summing to 1). Top-k accuracy and ECE need probabilities and are ``None`` otherwise.
+        class_names: the C class names, in index order.
+        top_k: the k values for top-k accuracy (``acc1`` is always reported); k >= C is skipped.
+
+    Returns:
+        A JSON-ready dict (plain Python numbers and lists); see the module docstring for the keys.
+    """
+    names = [str(c) for c in class_names]
+    n_classes = len(names)
+    if n_classes == 0:
+        raise ValueError("class_names is empty")
+    y_true = np.asarray(y_true)
+    if y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true must be a non-empty 1-D array of class indices, got shape {y_true.shape}")
+    if not np.issubdtype(y_true.dtype, np.integer):
+        raise ValueError(f"y_true must hold integer class indices, got dtype {y_true.dtype}")
+    if y_true.min() < 0 or y_true.max() >= n_classes:
+        raise ValueError(f"y_true holds class indices outside [0, {n_classes})")
+
+    predictions = np.asarray(predictions)
+    probs: Optional[np.ndarray] = None
+    if predictions.ndim == 2:
+        probs = _check_probabilities(predictions, n_classes)
+        y_pred = probs.argmax(axis=1)
+    elif predictions.ndim == 1:
+        if not np.issubdtype(predictions.dtype, np.integer):
+            raise ValueError("1-D predictions must be integer class indices")
+        y_pred = predictions
+        if len(y_pred) and (y_pred.min() < 0 or y_pred.max() >= n_classes):
+            raise ValueError(f"predictions hold class indices outside [0, {n_classes})")
+    else:
+        raise ValueError(f"predictions must be [N] class indices or [N, C] probabilities, got {predictions.shape}")
+    if len(y_pred) != len(y_true):
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+
+    all_labels = list(range(n_classes))
+    present = sorted(int(c) for c in np.unique(y_true))
+    war = float(accuracy_score(y_true, y_pred))
+    recalls = recall_score(y_true, y_pred, labels=all_labels, average=None, zero_division=0)
+    uar = float(np.mean([recalls[c] for c in present]))
+    macro_f1 = float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+    support = np.bincount(y_true, minlength=n_classes)
+    cm = confusion_matrix(y_true, y_pred, labels=all_labels)
+
+    result: Dict[str, object] = {
+        "n": int(len(y_true)),
+        "n_classes": n_classes,
+        "acc1": war,
+        "mean_per_class_recall": uar,
+        "war": war,
+        "uar": uar,
+        "macro_f1": macro_f1,
+        "per_class_recall": {
+            names[c]: (float(recalls[c]) if support[c] > 0 else None) for c in all_labels
+        },
+        "per_class_support": {names[c]: int(support[c]) for c in all_labels},
+        "confusion_matrix": [[int(v) for v in row] for row in cm],
+        "ece": None,
+    }
+    if probs is not None:
+        for k in sorted(set(int(k) for k in top_k)):
+            if 1 < k < n_classes:
+                result[f"acc{k}"] = top_k_accuracy(y_true, probs, k)
+        result["ece"] = expected_calibration_error(y_true, probs)
+    return result
+
+
+def format_summary(metrics: Dict[str, object]) -> List[str]:
+    """Short human-readable lines (percentages) for a metrics dict."""
+    lines = [
+        f"WAR (acc1)   {100 * metrics['war']:.2f}%",
+        f"UAR          {100 * metrics['uar']:.2f}%",
+        f"macro F1     {100 * metrics['macro_f1']:.2f}%",
+    ]
+    if metrics.get("ece") is not None:
+        lines.append(f"ECE          {100 * metrics['ece']:.2f}%")
+    return lines

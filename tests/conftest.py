@@ -1,0 +1,155 @@
+"""Shared pytest fixtures: a tiny saved model, the astronaut photo, a FER+ fixture writer, the real FER+ data.
+
+Everything here is CPU-only and small. Session-scoped fixtures build once per test run; tests must not modify
+what they return (copy the model folder first when a test needs to break it).
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Tests use tiny models: one intra-op thread is fastest, and with more threads torch's OpenMP pool slows down
+# by orders of magnitude when another job (a training run) holds the CPU. Set before torch is imported;
+# an OMP_NUM_THREADS from the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# A few label.csv rows in the real FER+ format: name, "(x, y, w, h)", 10 votes in the order
+# neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
+FERPLUS_ROWS: List[str] = [
+    'fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0',  # stray 1 dropped, 4/9 -> no majority
+    'fer0000001.png,"(0, 0, 48, 48)",0,8,2,0,0,0,0,0,0,0',  # happiness 8/10
+    'fer0000002.png,"(0, 0, 48, 48)",8,2,0,0,0,0,0,0,0,0',  # neutral 8/10
+    'fer0000003.png,"(0, 0, 48, 48)",0,0,0,0,0,0,0,0,7,3',  # top class unknown -> dropped
+    'fer0000004.png,"(0, 0, 48, 48)",0,0,0,0,0,0,0,6,4,0',  # contempt 6/10
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A seeded, randomly initialised ``emocap-tiny`` model saved (fp32) in open_clip's hub format."""
+    import torch
+
+    from emocap.models import create_model, save_model
+
+    torch.manual_seed(1234)
+    em = create_model("emocap-tiny")
+    folder = tmp_path_factory.mktemp("tiny_model")
+    save_model(em, folder, meta={"labels": "basic8", "grayscale": False})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    """The tiny model loaded with :func:`emocap.models.load_model` (shared; do not modify)."""
+    from emocap.models import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def astronaut_array() -> np.ndarray:
+    """The public-domain NASA astronaut portrait (Eileen Collins) bundled with scikit-image, HxWx3 uint8."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image is needed for the astronaut test photo")
+    return np.ascontiguousarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def astronaut_image(astronaut_array) -> Image.Image:
+    return Image.fromarray(astronaut_array, mode="RGB")
+
+
+@pytest.fixture(scope="session")
+def astronaut_path(astronaut_image, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    astronaut_image.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gray_image_path(tmp_path_factory) -> Path:
+    """A plain mid-gray 128x128 PNG (no face in it)."""
+    path = tmp_path_factory.mktemp("plain") / "plain_gray.png"
+    Image.new("L", (128, 128), 128).save(path)
+    return path
+
+
+def write_ferplus_split(
+    root: Path,
+    split_folder: str = "FER2013Test",
+    rows: Optional[Sequence[str]] = None,
+    as_tar: bool = False,
+    images: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write a FER+ split in the real layout under ``root``: ``<split_folder>/ferNNNNNNN.png`` + ``label.csv``.
+
+    ``rows`` are raw label.csv lines (default :data:`FERPLUS_ROWS`); an image is written for every row whose
+    first field ends in ``.png``. With ``as_tar`` the folder is packed into ``<split_folder>.tar`` (with the
+    folder as the member prefix, like the real archives) and removed. Returns the folder or tar path.
+    """
+    import shutil
+
+    rows = list(FERPLUS_ROWS if rows is None else rows)
+    root = Path(root)
+    folder = root / split_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "label.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    if images:
+        rng = np.random.RandomState(seed)
+        for row in rows:
+            name = row.split(",", 1)[0].strip()
+            if name.endswith(".png"):
+                Image.fromarray(rng.randint(0, 256, (48, 48), dtype=np.uint8), mode="L").save(folder / name)
+    if not as_tar:
+        return folder
+    tar_path = root / f"{split_folder}.tar"
+    with tarfile.open(tar_path, "w") as tar:
+        tar.add(folder, arcname=split_folder)
+    shutil.rmtree(folder)
+    return tar_path
+
+
+@pytest.fixture
+def ferplus_rows() -> List[str]:
+    """The default label.csv rows of the FER+ fixture (a copy; see :data:`FERPLUS_ROWS`)."""
+    return list(FERPLUS_ROWS)
+
+
+@pytest.fixture
+def ferplus_writer(tmp_path) -> Callable[..., Path]:
+    """``ferplus_writer(rows=None, as_tar=False, split_folder="FER2013Test", root=tmp_path)`` -> split path."""
+
+    def _write(rows=None, as_tar=False, split_folder="FER2013Test", root=None, **kw) -> Path:
+        return write_ferplus_split(Path(root) if root else tmp_path, split_folder, rows, as_tar=as_tar, **kw)
+
+    return _write
+
+
+def ferplus_data_dir() -> Optional[Path]:
+    """The shared real FER+ folder: ``$EMOCAP_FERPLUS``, else ``<repo>/../shared/data/ferplus``; None if absent."""
+    candidates = [os.environ.get("EMOCAP_FERPLUS"), str(REPO_ROOT.parent / "shared" / "data" / "ferplus")]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def ferplus_dir() -> Path:
+    """Path to the real FER+ data; skips the test with a clear message when it is not there."""
+    path = ferplus_data_dir()
+    if path is None:
+        pytest.skip(
+            "real FER+ data not found: set EMOCAP_FERPLUS to the folder holding FER2013{Train,Valid,Test}(.tar) "
+            f"or place it at {REPO_ROOT.parent / 'shared' / 'data' / 'ferplus'}"
+        )
+    return path

@@ -1,0 +1,152 @@
+"""Training configuration: YAML file + ``key=value`` command-line overrides -> a validated, resolved config.
+
+First step of a training run. The resolved config is written next to the run (``config.yaml``), so every
+checkpoint says how it was made. Bundled configs live in ``train/configs/`` and can be named without a path
+(``emocap train --config default``).
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+DEFAULTS: Dict[str, Any] = {
+    "model": "emocap-rn-small",
+    "seed": 0,
+    "out": "runs/emocap",
+    "data": {
+        "train_shards": None,       # folder of caption shards (emocap caption --out) or a list of .tar files
+        "val_root": None,           # FER+ root for zero-shot validation each epoch (None: no validation)
+        "val_split": "valid",
+        "val_limit": None,
+        "train_limit": None,
+        "grayscale": True,
+        "load_size": None,          # decode size kept in memory (default: the model's image size)
+    },
+    "epochs": 10,
+    "batch_size": 128,
+    "lr": 1.0e-3,
+    "min_lr": 1.0e-5,
+    "weight_decay": 0.05,
+    "warmup_steps": 200,
+    "grad_clip": 1.0,
+    "labels": "ferplus8",           # label set used for class-prompt loss and validation
+    "prompts": "basic8",            # prompt set for class prompts and validation
+    "loss": {
+        "global": 1.0,              # image <-> global caption contrastive term
+        "local": 0.0,               # image <-> one local (region) sentence
+        "summary": 0.0,             # image <-> summary sentence
+        "class_prompts": 0.0,       # image vs. all class prompts, soft-label targets
+        "positive_mining": "none",  # none | label | soft: captions of the same meaning are positives
+        "soft_threshold": 0.5,      # soft mining: cosine of soft-label vectors above this counts as positive
+        "class_balance": 0.0,       # class-prompt term weights count**-power (0: none; 0.5: inverse sqrt frequency)
+    },
+    "aug": {
+        "scale": [0.8, 1.0],
+        "rotate": 10.0,
+        "translate": 0.08,
+        "flip": True,
+        "brightness": 0.25,
+        "contrast": 0.25,
+        "erase_prob": 0.25,
+    },
+    "num_threads": None,
+    "channels_last": True,          # convolution memory layout (faster on CPU)
+    "log_every": 50,
+    "save_fp16": False,
+    "max_steps": None,              # stop after this many steps (tests, quick checks)
+    "stop_after_steps": None,       # end this invocation (checkpointed) after N steps; rerun to resume (time-boxed jobs)
+    "checkpoint_every": None,       # steps between resumable checkpoints (default: a quarter epoch)
+}
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the key."""
+
+
+def _deep_update(base: Dict[str, Any], new: Dict[str, Any], path: str = "") -> Dict[str, Any]:
+    for key, value in new.items():
+        full = f"{path}{key}"
+        if key not in base:
+            raise ConfigError(f"unknown config key {full!r}; known keys here: {', '.join(sorted(base))}")
+        if isinstance(base[key], dict) and isinstance(value, dict):
+            _deep_update(base[key], value, full + ".")
+        else:
+            base[key] = value
+    return base
+
+
+def _parse_override(text: str) -> Dict[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. epochs=2 or loss.local=0.5)")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    node: Dict[str, Any] = {}
+    cur = node
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        cur[p] = {}
+        cur = cur[p]
+    cur[parts[-1]] = value
+    return node
+
+
+def resolve_config_path(name: str) -> Path:
+    path = Path(name)
+    if path.is_file():
+        return path
+    bundled = resources.files("emocap.train").joinpath("configs", f"{name}.yaml")
+    if bundled.is_file():
+        return Path(str(bundled))
+    raise ConfigError(f"config {name!r} not found: not a file and not a bundled config (train/configs/<name>.yaml)")
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Defaults <- YAML file <- overrides, validated."""
+    cfg = copy.deepcopy(DEFAULTS)
+    if path:
+        file = resolve_config_path(path)
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{file}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: expected a mapping of config keys")
+        _deep_update(cfg, data)
+    for text in overrides or []:
+        _deep_update(cfg, _parse_override(text))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Dict[str, Any]) -> None:
+    def positive(key, value, kind=(int, float)):
+        if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"config key {key!r} must be a positive number, got {value!r}")
+
+    positive("epochs", cfg["epochs"], int)
+    positive("batch_size", cfg["batch_size"], int)
+    positive("lr", cfg["lr"])
+    if cfg["batch_size"] < 2:
+        raise ConfigError("config key 'batch_size' must be at least 2 for contrastive learning")
+    for k, v in cfg["loss"].items():
+        if k in ("positive_mining",):
+            if v not in ("none", "label", "soft"):
+                raise ConfigError(f"config key 'loss.positive_mining' must be none, label or soft, got {v!r}")
+        elif not isinstance(v, (int, float)) or v < 0:
+            raise ConfigError(f"config key 'loss.{k}' must be a number >= 0, got {v!r}")
+    if not any(cfg["loss"][k] > 0 for k in ("global", "local", "summary", "class_prompts")):
+        raise ConfigError("all loss weights are 0: set at least one of loss.global/local/summary/class_prompts")
+    if not cfg["data"]["train_shards"]:
+        raise ConfigError("config key 'data.train_shards' is required (a folder made by `emocap caption`)")
+    lo, hi = cfg["aug"]["scale"]
+    if not (0 < lo <= hi <= 1):
+        raise ConfigError(f"config key 'aug.scale' must be [low, high] with 0 < low <= high <= 1, got {cfg['aug']['scale']}")
+
+
+def save_config(cfg: Dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

@@ -1,0 +1,47 @@
+"""Export a trained model folder as a release: fp16 safetensors + config (+ a model card), e.g. the embedded default.
+
+After training (config -> data -> losses -> loop -> **export**). Usage::
+
+    python -m emocap.train.export runs/default/best emocap/default_model --card model_cards/emocap-default.md
+
+The result is an open_clip hub folder; ``huggingface_hub.upload_folder`` (or :func:`emocap.hub.push_to_hub`)
+publishes it unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from emocap.models import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model
+
+
+def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None) -> Path:
+    em = load_model(src)
+    meta = {k: v for k, v in em.meta.items() if k != "extra_tensors"}
+    dest_path = Path(dest)
+    for stale in (CONFIG_NAME, WEIGHTS_NAME):
+        (dest_path / stale).unlink(missing_ok=True)
+    save_model(em, dest_path, meta=meta, fp16=fp16)
+    if card:
+        shutil.copyfile(card, dest_path / "README.md")
+    return dest_path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="export a trained emocap model folder (fp16 by default)")
+    p.add_argument("src", help="trained model folder (e.g. runs/default/best)")
+    p.add_argument("dest", help="destination folder (e.g. emocap/default_model)")
+    p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
+    p.add_argument("--card", default=None, help="model card to copy in as README.md")
+    args = p.parse_args(argv)
+    out = export_model(args.src, args.dest, fp16=not args.fp32, card=args.card)
+    size = (out / WEIGHTS_NAME).stat().st_size / 1e6
+    print(f"exported {args.src} -> {out} ({size:.1f} MB weights)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
