@@ -1,0 +1,172 @@
+"""Training: config handling, losses against hand computations, the trimmed text forward, steps and resume."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from safetensors.torch import load_file
+
+from emocap.captioning.build import build_captions
+from emocap.captioning.sources import ferplus_source
+from emocap.models import create_model, load_model
+from emocap.train.config import ConfigError, load_config
+from emocap.train.data import DataError, augment
+from emocap.train.forward import encode_text_trimmed
+from emocap.train.losses import ContrastiveLoss, class_prompt_loss, multi_positive_nce, positive_mask
+from emocap.train.loop import train
+
+
+# ---------------------------------------------------------------- config
+def test_config_defaults_file_and_overrides(tmp_path):
+    cfg = load_config("tiny", ["data.train_shards=/x", "epochs=3", "loss.local=0.25", "aug.scale=[0.5, 1.0]"])
+    assert cfg["model"] == "emocap-tiny" and cfg["epochs"] == 3 and cfg["loss"]["local"] == 0.25
+    assert cfg["aug"]["scale"] == [0.5, 1.0] and cfg["lr"] == 1e-3  # from the file; the rest from defaults
+    assert load_config("default")["data"]["train_shards"] == "data/captions/ferplus-train"
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("epochs=0", "epochs"), ("batch_size=-4", "batch_size"), ("loss.local=-1", "loss.local"),
+     ("loss.positive_mining=maybe", "loss.positive_mining"), ("nonsense=1", "nonsense"),
+     ("loss.bogus=1", "loss.bogus"), ("aug.scale=[0.9, 0.2]", "aug.scale")],
+)
+def test_bad_config_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("tiny", ["data.train_shards=/x", override])
+
+
+def test_missing_config_and_shards(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_config("nope.yaml")
+    with pytest.raises(ConfigError, match="data.train_shards"):
+        load_config("tiny")
+    cfg = load_config("tiny", [f"data.train_shards={tmp_path / 'missing'}", f"out={tmp_path / 'run'}"])
+    with pytest.raises(DataError, match="missing"):
+        train(cfg, progress=False)
+
+
+# ---------------------------------------------------------------- losses
+def test_multi_positive_nce_by_hand():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 1.0, 1.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    expected = 0.0
+    for i in range(3):
+        logz = math.log(sum(math.exp(v) for v in logits[i].tolist()))
+        pos = [j for j in range(3) if mask[i, j] > 0]
+        expected += -sum((logits[i, j].item() - logz) / len(pos) for j in pos)
+    assert multi_positive_nce(logits, mask).item() == pytest.approx(expected / 3, rel=1e-6)
+
+
+def test_positive_masks():
+    soft = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.0, 0.2, 0.8]])
+    assert positive_mask(soft, "none") is None
+    assert positive_mask(soft, "label").tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    # soft: cosine(s0, s1) = (0.54 + 0.04) / (|s0| |s1|) ~ 0.89; cosine(s1, s2) ~ 0.11
+    assert positive_mask(soft, "soft", threshold=0.5).tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    assert positive_mask(soft, "soft", threshold=0.95).tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+
+
+def test_contrastive_without_mining_is_open_clip_clip_loss_and_identity_mask_too():
+    g = torch.Generator().manual_seed(0)
+    img = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    txt = F.normalize(torch.randn(6, 8, generator=g), dim=1)
+    scale = torch.tensor(10.0)
+    ours = ContrastiveLoss()(img, txt, scale)
+    assert ours.item() == pytest.approx(ClipLoss()(img, txt, scale).item(), rel=1e-6)
+    distinct = torch.eye(6)  # every sample its own class: mining finds no extra positives
+    mined = ContrastiveLoss()(img, txt, scale, soft_labels=distinct, mode="label")
+    assert mined.item() == pytest.approx(ours.item(), rel=1e-6)
+
+
+def test_class_prompt_loss_by_hand():
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    cls = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
+    soft = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]])
+    scale = torch.tensor(2.0)
+    logits = 2.0 * img @ cls.T
+    lp = torch.log_softmax(logits, 1)
+    per = [-lp[0, 0].item(), -(0.5 * lp[1, 1] + 0.5 * lp[1, 2]).item()]
+    assert class_prompt_loss(img, cls, scale, soft).item() == pytest.approx(sum(per) / 2, rel=1e-6)
+    w = torch.tensor([3.0, 1.0])
+    assert class_prompt_loss(img, cls, scale, soft, w).item() == pytest.approx((3 * per[0] + per[1]) / 4, rel=1e-6)
+
+
+# ---------------------------------------------------------------- forward and augmentation
+def test_trimmed_text_encoding_matches_open_clip():
+    em = create_model("emocap-tiny")
+    em.model.eval()
+    tokens = em.tokenizer(["a happy face", "the brows are lowered and drawn together in a frown", "sad"])
+    with torch.no_grad():
+        full = em.model.encode_text(tokens, normalize=True)
+        trimmed = encode_text_trimmed(em.model, tokens)
+    assert torch.allclose(full, trimmed, atol=1e-5)
+
+
+def test_augment_keeps_shape_range_and_is_seeded():
+    x = torch.rand(4, 1, 32, 32)
+    aug = {"scale": [0.7, 1.0], "rotate": 10.0, "translate": 0.1, "flip": True, "brightness": 0.2,
+           "contrast": 0.2, "erase_prob": 0.5}
+    a = augment(x, aug, torch.Generator().manual_seed(1))
+    b = augment(x, aug, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, augment(x, aug, torch.Generator().manual_seed(2)))
+
+
+# ---------------------------------------------------------------- training runs
+@pytest.fixture(scope="module")
+def tiny_shards(tmp_path_factory):
+    from conftest import write_ferplus_split
+
+    root = tmp_path_factory.mktemp("fer")
+    rows = []
+    for i in range(48):
+        votes = [0] * 10
+        votes[i % 4] = 7  # four classes, clear majorities
+        votes[(i + 1) % 4] = 3
+        rows.append(f'fer{i:07d}.png,"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
+    write_ferplus_split(root, "FER2013Train", rows)
+    write_ferplus_split(root, "FER2013Valid", rows[:16], seed=1)
+    samples, _ = ferplus_source(str(root), "train")
+    out = root / "shards"
+    build_captions(samples, out, shard_size=20, progress=False)
+    return root, out
+
+
+def _tiny_cfg(shards, out, *extra):
+    return load_config("tiny", [f"data.train_shards={shards}", f"out={out}", "epochs=2", "batch_size=8",
+                                "checkpoint_every=100", "log_every=2", *extra])
+
+
+def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
+    root, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "run", f"data.val_root={root}"), progress=False)
+    em = load_model(str(final))
+    assert em.meta["labels"][:2] == ["neutral", "happiness"] and em.meta["prompts"]["hash"]
+    assert not em.model.training
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("time,epoch,step,loss")
+    assert sum(1 for line in log if line.split(",")[-1] not in ("", "val_uar")) == 2  # one validation per epoch
+    assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "best").is_dir()
+    # the weights moved away from initialisation
+    init = create_model("emocap-tiny").model.state_dict()
+    trained = load_file(str(final / "open_clip_model.safetensors"))
+    assert not torch.allclose(trained["visual.conv1.weight"].float(), init["visual.conv1.weight"])
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path):
+    _, shards = tiny_shards
+    straight = train(_tiny_cfg(shards, tmp_path / "a"), progress=False)
+    # 48 samples / batch 8 = 6 steps per epoch; stop in the middle of epoch 1, then rerun the same command
+    ckpt = train(_tiny_cfg(shards, tmp_path / "b", "stop_after_steps=4"), progress=False)
+    assert (ckpt / "trainer_state.json").is_file() and not (tmp_path / "b" / "final").exists()
+    resumed = train(_tiny_cfg(shards, tmp_path / "b"), progress=False)
+    a = load_file(str(straight / "open_clip_model.safetensors"))
+    b = load_file(str(resumed / "open_clip_model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
