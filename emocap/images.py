@@ -87,6 +87,20 @@ def _from_array(arr: np.ndarray, source: str) -> Image.Image:
     return Image.fromarray(arr, mode="RGB")
 
 
+_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8", "JPEG"), (b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+               (b"MM\x00*", "TIFF"), (b"RIFF", "WebP"))
+
+
+def _signature(path: Path) -> str:
+    """The image format a file's first bytes announce, or '' (tells truncated images from non-images)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return ""
+    return next((kind for magic, kind in _SIGNATURES if head.startswith(magic)), "")
+
+
 def load_image(image: ImageInput, source: str | None = None) -> Image.Image:
     """Return ``image`` as an upright 8-bit RGB PIL image.
 
@@ -120,6 +134,9 @@ def load_image(image: ImageInput, source: str | None = None) -> Image.Image:
                     im.thumbnail((MAX_SIDE, MAX_SIDE))
                 return to_rgb(im)
     except UnidentifiedImageError:
+        kind = _signature(path)
+        if kind:
+            raise ImageLoadError(name, f"corrupt or truncated image (a {kind} header, but it cannot be decoded)") from None
         raise ImageLoadError(name, "not an image file (format not recognised)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageLoadError(name, "image is too large to decode safely (decompression bomb limit)") from None

@@ -44,6 +44,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--split", default=None, help="split name (default: the benchmark's default; test for ferplus)")
     p.add_argument("--prompts", default=None,
                    help="prompt set: a bundled name or a JSON file (default: the model's own prompts)")
+    p.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
+                   help="score the benchmark's classes under other names, in the benchmark's class order "
+                        "(e.g. joy for happiness: zero-shot with words the model never saw)")
+    p.add_argument("--no-descriptions", action="store_true",
+                   help="use the prompt set's templates only, not its class descriptions")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: automatic)")
     p.add_argument("--out", default="results", help="folder for result JSON files (default: results/)")
@@ -64,11 +69,14 @@ def build_classifier(args: argparse.Namespace, labels: Sequence[str]):
     from emocap.models import ModelLoadError
 
     try:
-        return ZeroShotClassifier.from_pretrained(
+        clf = ZeroShotClassifier.from_pretrained(
             model_id=args.model, labels=list(labels), prompts=args.prompts, device=args.device
         )
     except ModelLoadError as e:
         raise ModelUnavailable(str(e)) from None
+    if getattr(args, "no_descriptions", False):
+        clf.prompt_set = clf.prompt_set.without_descriptions()
+    return clf
 
 
 def _error(message: str) -> int:
@@ -96,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
         data: BenchmarkData = bench.load(args.root, split)
     except (FileNotFoundError, NotADirectoryError, LabelFileError, ValueError, KeyError) as e:
         return _error(str(e))
+
+    if getattr(args, "class_names", None):
+        if len(args.class_names) != len(data.classes) or len(set(args.class_names)) != len(args.class_names):
+            data.close()
+            return _error(f"--class-names needs {len(data.classes)} distinct names, one per class in the order "
+                          f"{', '.join(data.classes)}; got {len(args.class_names)}")
+        data.info = {**data.info, "class_names_renamed_from": list(data.classes)}
+        data.classes = list(args.class_names)
 
     try:
         try:

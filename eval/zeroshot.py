@@ -13,6 +13,7 @@ probabilities renormalised over the benchmark's classes.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import platform
 import re
@@ -180,6 +181,9 @@ def result_filename(record: Dict[str, object]) -> str:
     """``<model>__<benchmark>__<split>__<protocol>__<prompt hash>[__limit<N>].json`` for a result record."""
     parts = [record.get("model_id"), record.get("benchmark"), record.get("split") or "all",
              record.get("protocol"), record.get("prompt_hash") or "noprompt"]
+    if (record.get("benchmark_info") or {}).get("class_names_renamed_from"):
+        names = ",".join(record.get("labels") or [])
+        parts.append("names-" + hashlib.sha256(names.encode("utf-8")).hexdigest()[:8])
     if record.get("limit"):
         parts.append(f"limit{record['limit']}")
     return "__".join(_slug(p) for p in parts) + ".json"

@@ -1,0 +1,99 @@
+"""The ``emocap`` command: help texts, classify on good and bad inputs (batch goes on, skips are reported)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from emocap.cli import build_parser, main
+
+
+def test_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("classify", "caption", "train", "eval"):
+        assert command in text
+    for command in ("classify", "caption", "train", "eval"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "usage: emocap " + command in capsys.readouterr().out
+
+
+def test_classify_prints_sorted_scores_for_each_image(tiny_model_dir, tmp_path, capsys):
+    a, b = tmp_path / "a.png", tmp_path / "b.jpg"
+    Image.new("L", (48, 48), 90).save(a)
+    Image.new("RGB", (60, 40), (200, 10, 10)).save(b)
+    code = main(["classify", str(a), str(b), "--model", str(tiny_model_dir), "--labels", "joy", "rage", "calm",
+                 "--top-k", "3", "--json"])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in lines] == [str(a), str(b)]
+    for r in lines:
+        scores = [p["score"] for p in r["predictions"]]
+        assert scores == sorted(scores, reverse=True) and sum(scores) == pytest.approx(1.0, abs=1e-4)
+        assert {p["label"] for p in r["predictions"]} == {"joy", "rage", "calm"}
+
+
+def test_classify_skips_bad_inputs_and_goes_on(tiny_model_dir, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    Image.new("L", (48, 48), 120).save(good)
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:40])
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["classify", str(good), str(corrupt), str(text), str(tmp_path / "missing.png"), str(empty),
+                 "--model", str(tiny_model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0 and out.startswith(f"{good}: ")
+    for name, reason in [("corrupt.png", "corrupt or truncated"), ("notes.jpg", "not an image"),
+                         ("missing.png", "file not found"), ("empty", "no image files")]:
+        assert any(name in line and reason in line for line in err.splitlines()), (name, err)
+    assert "classified 1 images, skipped 4" in err
+
+
+def test_classify_detect_faces_reports_images_without_faces(tiny_model_dir, astronaut_path, gray_image_path, capsys):
+    code = main(["classify", str(astronaut_path), str(gray_image_path), "--detect-faces", "--json",
+                 "--model", str(tiny_model_dir)])
+    out, err = capsys.readouterr()
+    assert code == 0
+    result = json.loads(out.splitlines()[0])
+    assert result["file"] == str(astronaut_path) and len(result["faces"]) >= 1
+    assert len(result["faces"][0]["box"]) == 4
+    assert f"skipped {gray_image_path}: no face found" in err
+
+
+def test_classify_bad_model_is_a_clear_error(tmp_path, capsys):
+    img = tmp_path / "x.png"
+    Image.new("L", (8, 8)).save(img)
+    assert main(["classify", str(img), "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "no-such-model" in capsys.readouterr().err
+
+
+def test_console_script_runs_offline(tmp_path):
+    env_cmd = [sys.executable, "-m", "emocap.cli", "--version"]
+    done = subprocess.run(env_cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("emocap ")
+    assert build_parser().prog == "emocap"
+
+
+def test_eval_with_renamed_classes_and_templates_only(tiny_model_dir, ferplus_writer, tmp_path, capsys):
+    folder = ferplus_writer()  # FER2013Test with 5 rows, 3 kept by the majority protocol
+    names = ["calm", "joy", "shock", "sorrow", "rage", "revulsion", "terror", "scorn"]
+    args = ["eval", "--model", str(tiny_model_dir), "--root", str(folder.parent), "--out", str(tmp_path / "r"),
+            "--class-names", *names, "--no-descriptions", "--no-progress"]
+    assert main(args) == 0
+    (result,) = list((tmp_path / "r").glob("*.json"))
+    record = json.loads(result.read_text())
+    assert record["labels"] == names and record["prompt_set"].endswith("-templates")
+    assert record["benchmark_info"]["class_names_renamed_from"][1] == "happiness"
+    assert "names-" in result.name and record["n"] == 3
+    assert main(args[:7] + ["--class-names", "a", "b", "--no-progress"]) == 2
+    assert "needs 8 distinct names" in capsys.readouterr().err
