@@ -52,11 +52,7 @@ def caption_sample(sample: Sample, writer) -> Tuple[Dict[str, bytes], Optional[s
         size = _check_image(data, sample.source_file)
     except ValueError as e:
         return None, str(e).split(": ", 1)[-1]
-    facts = facts_from_distribution(sample.distribution, votes=sample.votes)
-    if sample.agreement is not None:
-        facts.agreement = sample.agreement
-        facts.ambiguous = sample.agreement < 0.5
-        facts.intensity = "high" if sample.agreement >= 0.8 else "moderate" if sample.agreement >= 0.55 else "low"
+    facts = facts_from_distribution(sample.distribution, votes=sample.votes, agreement=sample.agreement)
     captions = writer.write(facts, sample.key)
     record = {
         "key": sample.key,

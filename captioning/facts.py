@@ -73,10 +73,12 @@ def facts_from_distribution(
     votes: Optional[Mapping[str, int]] = None,
     emotion_source: str = "annotation",
     aus: Optional[Mapping[int, AUFact]] = None,
+    agreement: Optional[float] = None,
 ) -> Facts:
     """Build facts from an emotion distribution (label -> probability; labels may be synonyms).
 
     ``aus`` (AU -> AUFact) from annotations or a detector win over the emotion prior, AU by AU.
+    ``agreement`` overrides the dominant share when the annotations know better (FER+ counts "unknown" votes).
     """
     dist: Dict[str, float] = {}
     for label, p in distribution.items():
@@ -87,7 +89,7 @@ def facts_from_distribution(
         raise ValueError("emotion distribution has no mass")
     dist = {k: v / total for k, v in sorted(dist.items(), key=lambda kv: -kv[1])}
     dominant = next(iter(dist))
-    agreement = dist[dominant]
+    agreement = dist[dominant] if agreement is None else float(agreement)
     secondary = [k for k, v in dist.items() if k != dominant and v >= SECONDARY_THRESHOLD]
 
     au_facts = prior_aus(dist)

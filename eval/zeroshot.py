@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 import emocap
 from emocap import taxonomy
 
-from .benchmarks import Benchmark, BenchmarkData, get_benchmark, load_samples
+from .benchmarks import Benchmark, BenchmarkData, get_benchmark, load_clips, load_samples, pool_frame_probs
 from .metrics import classification_metrics
 
 __all__ = ["evaluate", "write_result", "result_filename", "align_labels", "PROTOCOL"]
@@ -93,7 +93,8 @@ def evaluate(
 
     Args:
         classifier: a :class:`emocap.ZeroShotClassifier` or an object with the same attributes and methods.
-        benchmark: a registry name (``"ferplus"``, ``"imagefolder"``) or a :class:`Benchmark`.
+        benchmark: a registry name (``"ferplus"``, ``"imagefolder"``) or a :class:`Benchmark`. For video clips
+            (samples with ``frames``) every sampled frame is scored and the frame probabilities are mean-pooled.
         root: the dataset folder (not needed when ``data`` is given).
         split: split name; ``None`` uses the benchmark's default.
         batch_size: images per ``predict_proba`` call (and per load step).
@@ -124,6 +125,19 @@ def evaluate(
         try:
             for i in range(0, len(data.samples), batch_size):
                 chunk = data.samples[i:i + batch_size]
+                if any(s.is_clip for s in chunk):  # video clips: score every frame, mean-pool per clip
+                    clips, labels, _, problems = load_clips(chunk)
+                    skipped.extend(problems)
+                    if clips:
+                        frames = [im for clip in clips for im in clip]
+                        probs = np.asarray(classifier.predict_proba(frames, batch_size=batch_size), dtype=np.float64)
+                        if probs.shape != (len(frames), len(classifier.labels)):
+                            raise ValueError(f"predict_proba returned shape {probs.shape} for {len(frames)} frames "
+                                             f"and {len(classifier.labels)} labels")
+                        prob_batches.append(pool_frame_probs(probs, [len(c) for c in clips]))
+                        y_true.extend(labels)
+                    bar.update(len(chunk))
+                    continue
                 images, labels, _, problems = load_samples(chunk)
                 skipped.extend(problems)
                 if images:

@@ -170,3 +170,16 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
+    from emocap.train.loop import epoch_order
+
+    labels = torch.tensor([0] * 900 + [1] * 100)
+    plain = epoch_order(labels, 2, 0.0, seed=3)
+    assert sorted(plain.tolist()) == list(range(1000))
+    a = epoch_order(labels, 2, 0.5, seed=3)
+    assert torch.equal(a, epoch_order(labels, 2, 0.5, seed=3)) and len(a) == 1000
+    share = (labels[a] == 1).float().mean().item()
+    # power 0.5: shares go with sqrt(counts): sqrt(100) / (sqrt(900) + sqrt(100)) = 0.25
+    assert 0.21 < share < 0.29

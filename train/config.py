@@ -26,6 +26,7 @@ DEFAULTS: Dict[str, Any] = {
         "train_limit": None,
         "grayscale": True,
         "load_size": None,          # decode size kept in memory (default: the model's image size)
+        "balance_power": 0.0,       # class-balanced sampling: P(sample) ~ count(class)**-power (0: uniform)
     },
     "epochs": 10,
     "batch_size": 128,

@@ -95,6 +95,20 @@ def _class_weights(labels: torch.Tensor, n_classes: int, lw_power: float) -> tor
     return w / (w[labels].mean())
 
 
+def epoch_order(labels: torch.Tensor, n_classes: int, balance_power: float, seed: int) -> torch.Tensor:
+    """The sample order of one epoch (deterministic in ``seed``, so a resumed run continues it exactly).
+
+    ``balance_power`` 0 is a plain permutation; p > 0 draws samples with replacement with probability
+    proportional to ``count(class) ** -p`` (p = 0.5: class shares go with the square root of their counts).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    if not balance_power:
+        return torch.randperm(len(labels), generator=gen)
+    counts = torch.bincount(labels, minlength=n_classes).float().clamp(min=1)
+    weights = counts.pow(-float(balance_power))[labels]
+    return torch.multinomial(weights, len(labels), replacement=True, generator=gen)
+
+
 def train(cfg: Dict, progress: bool = True) -> Path:
     """Run (or resume) training as configured; returns the folder of the final model."""
     from accelerate import Accelerator
@@ -190,7 +204,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     done = state["global_step"] >= total_steps
     with tqdm(total=total_steps, initial=state["global_step"], disable=not (progress and accelerator.is_main_process), unit="step", desc="train") as bar:
         while not done and state["epoch"] < cfg["epochs"]:
-            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg["seed"] + 7919 * state["epoch"]))
+            order = epoch_order(data.labels, len(labels), dcfg["balance_power"], cfg["seed"] + 7919 * state["epoch"])
             t0, seen = time.time(), 0
             for step in range(state["step_in_epoch"], steps_per_epoch):
                 batch = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]

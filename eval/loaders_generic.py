@@ -1,0 +1,287 @@
+"""Generic benchmark loaders: a ``path,label`` CSV, a folder of webdataset ``.tar`` shards, and HF datasets.
+
+Place in the flow: ``emocap.eval.benchmarks`` (registry) imports this module, which registers ``csv``,
+``webdataset`` and ``hf``; ``Benchmark.load`` calls a loader here and ``emocap.eval.zeroshot.evaluate`` scores the
+result. They read data that is not one of the named benchmarks, e.g. emocap's own caption shards
+(``captioning/`` writes ``<key>.png`` + ``<key>.json`` with ``json["label"]``) or an HF ImageFolder.
+
+Class order is fixed, never the sorted folder order: the ``labels`` option (names in index order, comma
+separated, or a bundled label set such as ``basic7``) when given; else the labels found, canonical emotions in
+the taxonomy's order (neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, ...), then integer
+ids in numeric order, then other names in order of appearance. Label names map to canonical emotions through
+:mod:`emocap.taxonomy` (``happy`` -> ``happiness``). Rows with missing images or unknown labels are reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+from PIL import Image
+
+from emocap import taxonomy
+from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+
+from .benchmarks import (
+    Benchmark, BenchmarkData, Problem, Sample, _labels_json, find_file, image_sample, register_benchmark,
+)
+
+__all__ = ["ClassResolver", "load_csv", "load_webdataset", "load_hf"]
+
+_IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+
+
+def _name(value: object) -> str:
+    text = str(value).strip()
+    return taxonomy.canonical_or_none(text) or text
+
+
+class ClassResolver:
+    """Fixes the class list of a generic dataset and maps raw label values (names or integer ids) onto it."""
+
+    def __init__(self, values: Sequence[object], labels: Union[None, str, Sequence[str]] = None):
+        self.explicit = labels is not None and labels != ""
+        if self.explicit:
+            if isinstance(labels, str):
+                known = _labels_json()["label_sets"]
+                names = list(known[labels]) if labels in known else [x for x in labels.split(",") if x.strip()]
+            else:
+                names = list(labels)
+            self.classes = taxonomy.label_set([_name(x) for x in names])
+        else:
+            order = list(_labels_json()["emotions"])
+            found = list(dict.fromkeys(_name(v) for v in values if v is not None and str(v).strip() != ""))
+            canon = sorted((n for n in found if n in order), key=order.index)
+            ids = sorted((n for n in found if n not in order and n.lstrip("-").isdigit()), key=int)
+            self.classes = canon + ids + [n for n in found if n not in canon and n not in ids]
+        self._pos = {c: i for i, c in enumerate(self.classes)}
+
+    def index(self, value: object) -> Optional[int]:
+        """Class index of a raw label; an integer indexes the explicit ``labels`` list when one was given."""
+        if value is None:
+            return None
+        if self.explicit and isinstance(value, int) and not isinstance(value, bool):
+            return value if 0 <= value < len(self.classes) else None
+        return self._pos.get(_name(value))
+
+    def reason(self, value: object) -> str:
+        return f"label {value!r} is not one of the classes {', '.join(self.classes)}"
+
+
+# ------------------------------------------------------------------------------------------------------- csv
+
+def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", label_column="label") -> BenchmarkData:
+    """A CSV with ``path,label`` columns (names configurable), image paths relative to the root folder.
+
+    The CSV is the root itself when the root is a file, else ``<root>/<split>.csv`` (default ``test.csv``) or the
+    split given as a path to a CSV.
+    """
+    if root.is_file():
+        csv_path, base = root, root.parent
+    else:
+        split = split or "test"
+        given = Path(split).expanduser()
+        candidates = [root / f"{split}.csv", root / given, given] if not given.is_absolute() else [given]
+        csv_path, base = find_file("csv", candidates, "csv file"), root
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in (path_column, label_column) if c not in header]
+        if missing:
+            raise ValueError(f"csv: {csv_path} lacks the column(s) {', '.join(missing)} (header: {', '.join(header)})")
+        rows = [(reader.line_num, row) for row in reader]
+    resolver = ClassResolver([row.get(label_column) for _, row in rows], labels)
+    samples: List[Sample] = []
+    problems: List[Problem] = []
+    for lineno, row in rows:
+        where = f"{csv_path}:{lineno}"
+        rel, value = (row.get(path_column) or "").strip(), (row.get(label_column) or "").strip()
+        if not rel or not value:
+            problems.append((where, f"empty {path_column if not rel else label_column}"))
+            continue
+        idx = resolver.index(value)
+        if idx is None:
+            problems.append((where, resolver.reason(value)))
+            continue
+        path = Path(rel) if Path(rel).is_absolute() else base / rel
+        if not path.is_file():
+            problems.append((str(path), f"image listed in {where} not found"))
+            continue
+        samples.append(image_sample(path, idx))
+    info = {"protocol": "all rows", "annotation": str(csv_path), "n_kept": len(samples),
+            "class_order": "labels option" if resolver.explicit else "taxonomy order"}
+    return BenchmarkData(samples, resolver.classes, problems, info)
+
+
+# ------------------------------------------------------------------------------------------------ webdataset
+
+def _tar_image(tar: tarfile.TarFile, member: tarfile.TarInfo, source: str) -> Image.Image:
+    try:
+        data = tar.extractfile(member).read()
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except Exception as e:
+        raise ImageLoadError(source, f"corrupt or unreadable image ({e})") from None
+    return load_image(im, source=source)
+
+
+def _soft(record: dict, resolver: ClassResolver):
+    dist = record.get("soft_label")
+    if not isinstance(dist, dict):
+        return None
+    vec = [0.0] * len(resolver.classes)
+    for name, p in dist.items():
+        idx = resolver.index(name)
+        if idx is not None and isinstance(p, (int, float)):
+            vec[idx] += float(p)
+    total = sum(vec)
+    return tuple(v / total for v in vec) if total > 0 else None
+
+
+def load_webdataset(root: Path, split: Optional[str], labels=None) -> BenchmarkData:
+    """A folder (``<root>`` or ``<root>/<split>``) of webdataset ``.tar`` shards, or one shard: each sample is an
+    image member (``<key>.png``/``.jpg``/...) with its label in ``<key>.json`` (``json["label"]``, and the vote
+    distribution in ``json["soft_label"]`` when present, as in emocap caption shards) or ``<key>.cls``."""
+    if root.is_file():
+        shards = [root]
+    else:
+        base = root / split if split and (root / split).is_dir() else root
+        shards = sorted(base.glob("*.tar"))
+        if not shards:
+            raise FileNotFoundError(f"webdataset: no .tar shards: expected {base}/*.tar")
+    entries = []  # (shard, tar, key, image member, raw label, record)
+    problems: List[Problem] = []
+    tars: List[tarfile.TarFile] = []
+    for shard in shards:
+        try:
+            tar = tarfile.open(shard, "r:")
+        except (tarfile.TarError, OSError) as e:
+            problems.append((str(shard), f"not a readable tar shard ({e})"))
+            continue
+        tars.append(tar)
+        groups: Dict[str, Dict[str, tarfile.TarInfo]] = {}
+        for m in tar.getmembers():
+            if not m.isfile():
+                continue
+            folder, _, base_name = m.name.rpartition("/")
+            stem, dot, ext = base_name.partition(".")
+            if not dot or stem.startswith("."):
+                continue
+            groups.setdefault(f"{folder}/{stem}" if folder else stem, {})[ext.lower()] = m
+        for key, members in groups.items():
+            where = f"{shard}/{key}"
+            image = next((members[e] for e in _IMAGE_EXTS if e in members), None)
+            if image is None:
+                problems.append((where, f"no image member (found {', '.join(sorted(members))})"))
+                continue
+            record, raw = {}, None
+            try:
+                if "json" in members:
+                    record = json.loads(tar.extractfile(members["json"]).read().decode("utf-8"))
+                    raw = record.get("label") if isinstance(record, dict) else None
+                elif "cls" in members:
+                    raw = int(tar.extractfile(members["cls"]).read().decode("utf-8").strip())
+            except (ValueError, UnicodeDecodeError) as e:
+                problems.append((where, f"unreadable label member ({e})"))
+                continue
+            if raw is None or str(raw).strip() == "":
+                problems.append((where, "no label: expected json['label'] or a .cls member"))
+                continue
+            entries.append((shard, tar, key, image, raw, record if isinstance(record, dict) else {}))
+    resolver = ClassResolver([e[4] for e in entries], labels)
+    samples: List[Sample] = []
+    for shard, tar, key, image, raw, record in entries:
+        idx = resolver.index(raw)
+        source = f"{shard}/{image.name}"
+        if idx is None:
+            problems.append((source, resolver.reason(raw)))
+            continue
+        samples.append(Sample(source, functools.partial(_tar_image, tar, image, source), idx,
+                              soft_label=_soft(record, resolver)))
+    info = {"protocol": "all samples", "shards": [str(s) for s in shards], "n_kept": len(samples),
+            "class_order": "labels option" if resolver.explicit else "taxonomy order"}
+    return BenchmarkData(samples, resolver.classes, problems, info, [t.close for t in tars])
+
+
+# ------------------------------------------------------------------------------------------------ HF datasets
+
+def _hf_image(ds, i: int, column: str, source: str) -> Image.Image:
+    try:
+        value = ds[i][column]
+    except Exception as e:
+        raise ImageLoadError(source, f"cannot decode the image ({e})") from None
+    if isinstance(value, dict):  # undecoded Image feature: {"bytes": ..., "path": ...}
+        if value.get("bytes"):
+            try:
+                value = Image.open(io.BytesIO(value["bytes"]))
+            except Exception as e:
+                raise ImageLoadError(source, f"corrupt or unreadable image ({e})") from None
+        else:
+            value = value.get("path")
+    if value is None:
+        raise ImageLoadError(source, "no image in this row")
+    return load_image(value, source=source)
+
+
+def load_hf(root: Union[Path, str], split: Optional[str], image_column="image", label_column="label", labels=None,
+            builder=None, cache_dir=None) -> BenchmarkData:
+    """An HF dataset: ``datasets.load_dataset`` on a local folder (an ImageFolder, parquet files, ...; ``builder``
+    e.g. ``imagefolder`` forces the builder with ``data_dir=root``) or a hub id (cached or online). The image and
+    label columns are options; a ClassLabel column gives the label names, which map through the taxonomy."""
+    try:
+        import datasets
+    except ImportError:
+        raise ImportError("the hf benchmark needs the datasets package: pip install 'emocap[eval]'") from None
+    split = split or "test"
+    try:
+        if builder:
+            loaded = datasets.load_dataset(str(builder), data_dir=str(root), cache_dir=cache_dir)
+        else:
+            loaded = datasets.load_dataset(str(root), cache_dir=cache_dir)
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as e:
+        where = "local folder" if isinstance(root, Path) else "dataset id (not a local path; hub or cache)"
+        raise FileNotFoundError(f"hf: cannot load {where} {str(root)!r}: {e}") from None
+    if split not in loaded:
+        raise ValueError(f"hf: dataset {str(root)!r} has splits {', '.join(loaded)}; got {split!r}")
+    ds = loaded[split]
+    missing = [c for c in (image_column, label_column) if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"hf: dataset {str(root)!r} has no column(s) {', '.join(missing)} "
+                         f"(columns: {', '.join(ds.column_names)}); set image_column / label_column")
+    feature = ds.features[label_column]
+    names = getattr(feature, "names", None)
+    values = list(ds[label_column])
+    raw = [names[v] if names is not None and isinstance(v, int) and 0 <= v < len(names) else v for v in values]
+    resolver = ClassResolver(raw, labels)
+    samples: List[Sample] = []
+    problems: List[Problem] = []
+    for i, value in enumerate(raw):
+        source = f"{root}[{split}][{i}]"
+        idx = resolver.index(value)
+        if idx is None:
+            problems.append((source, resolver.reason(value)))
+            continue
+        samples.append(Sample(source, functools.partial(_hf_image, ds, i, image_column, source), idx))
+    info = {"protocol": f"{split} split", "dataset": str(root), "builder": builder, "n_kept": len(samples),
+            "label_names": list(names) if names is not None else None,
+            "class_order": "labels option" if resolver.explicit else "taxonomy order"}
+    return BenchmarkData(samples, resolver.classes, problems, info)
+
+
+# -------------------------------------------------------------------------------------------------- registry
+
+for _bench in (
+    Benchmark("csv", load_csv, "test", None, None, "a CSV of path,label rows (paths relative to the root)",
+              options=("labels", "path_column", "label_column")),
+    Benchmark("webdataset", load_webdataset, None, None, None,
+              "a folder of webdataset .tar shards (image + json['label'] or .cls), e.g. emocap caption shards",
+              options=("labels",)),
+    Benchmark("hf", load_hf, "test", None, None, "an HF datasets dataset (local folder or hub id)",
+              options=("image_column", "label_column", "labels", "builder", "cache_dir"), root_is_path=False),
+):
+    register_benchmark(_bench)
