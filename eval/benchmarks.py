@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -186,9 +186,9 @@ def get_benchmark(name: Union[str, Benchmark]) -> Benchmark:
 
 
 def load_samples(samples: Sequence[Sample]) -> Tuple[List[Image.Image], List[int], List[str], List[Problem]]:
-    """Load a batch of samples; failures are skipped and returned as ``(source, reason)`` problems.
+    """Load a batch of still-image samples; failures are skipped and returned as ``(source, reason)`` problems.
 
-    Returns (images, labels, sources, problems) where the first three are aligned.
+    Returns (images, labels, sources, problems) where the first three are aligned. Clips: :func:`load_clips`.
     """
     images: List[Image.Image] = []
     labels: List[int] = []

@@ -49,6 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(e.g. joy for happiness: zero-shot with words the model never saw)")
     p.add_argument("--no-descriptions", action="store_true",
                    help="use the prompt set's templates only, not its class descriptions")
+    p.add_argument("--option", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="loader options of the benchmark, e.g. frames=16 (video sets), angles=all (KDEF)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: automatic)")
     p.add_argument("--out", default="results", help="folder for result JSON files (default: results/)")
@@ -101,7 +103,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         bench = get_benchmark(args.benchmark)
         split = bench.resolve_split(args.split)
-        data: BenchmarkData = bench.load(args.root, split)
+        options = dict(item.split("=", 1) for item in getattr(args, "option", []) if "=" in item)
+        if len(options) != len(getattr(args, "option", [])):
+            return _error(f"--option values must look like key=value, got {args.option}")
+        data: BenchmarkData = bench.load(args.root, split, **options)
     except (FileNotFoundError, NotADirectoryError, LabelFileError, ValueError, KeyError) as e:
         return _error(str(e))
 

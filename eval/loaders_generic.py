@@ -150,7 +150,9 @@ def load_webdataset(root: Path, split: Optional[str], labels=None) -> BenchmarkD
     if root.is_file():
         shards = [root]
     else:
-        base = root / split if split and (root / split).is_dir() else root
+        base = root / split if split else root
+        if not base.is_dir():
+            raise FileNotFoundError(f"webdataset: split folder not found: expected {base}/*.tar")
         shards = sorted(base.glob("*.tar"))
         if not shards:
             raise FileNotFoundError(f"webdataset: no .tar shards: expected {base}/*.tar")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import functools
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image

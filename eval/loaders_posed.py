@@ -73,7 +73,8 @@ def load_ckplus(root: Path, split: Optional[str], last_frames=3) -> BenchmarkDat
     fold (:func:`subject_folds`).
     """
     last_frames = option_int(last_frames, "last_frames")
-    images_dir = find_file("ckplus", [root / "cohn-kanade-images", root / "CK+" / "cohn-kanade-images"],
+    images_dir = find_file("ckplus", [root / "cohn-kanade-images", root / "CK+" / "cohn-kanade-images",
+                                      root / "extended-cohn-kanade-images" / "cohn-kanade-images"],
                            "image folder", folder=True)
     emotion_dir = find_file("ckplus", [images_dir.parent / "Emotion", root / "Emotion",
                                        root / "Emotion_labels" / "Emotion"], "Emotion label folder", folder=True)

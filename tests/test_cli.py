@@ -97,3 +97,12 @@ def test_eval_with_renamed_classes_and_templates_only(tiny_model_dir, ferplus_wr
     assert "names-" in result.name and record["n"] == 3
     assert main(args[:7] + ["--class-names", "a", "b", "--no-progress"]) == 2
     assert "needs 8 distinct names" in capsys.readouterr().err
+
+
+def test_eval_passes_loader_options_and_rejects_unknown_ones(tiny_model_dir, ferplus_writer, tmp_path, capsys):
+    folder = ferplus_writer()
+    base = ["eval", "--model", str(tiny_model_dir), "--root", str(folder.parent), "--out", str(tmp_path / "r"),
+            "--no-progress"]
+    assert main(base + ["--option", "bogus=1"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    assert main(base + ["--option", "novalue"]) == 2

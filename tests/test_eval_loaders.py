@@ -578,6 +578,8 @@ def test_webdataset_shards(tmp_path):
     auto = _load("webdataset", root / "captions-000000.tar")  # one shard; classes from the labels found
     assert auto.classes == ["happiness", "sadness"]
     auto.close()
+    with pytest.raises(FileNotFoundError, match="nosplit"):
+        _load("webdataset", root, "nosplit")
     _wrong_root("webdataset", tmp_path, r"\*\.tar")
 
 
@@ -597,6 +599,7 @@ def test_hf_local_imagefolder(tmp_path):
         _load("hf", root, "validation", builder="imagefolder", cache_dir=cache)
     with pytest.raises(ValueError, match="no column"):
         _load("hf", root, image_column="img", builder="imagefolder", cache_dir=cache)
+    _wrong_root("hf", tmp_path, "not_the_dataset", cache_dir=cache)
 
 
 # ------------------------------------------------------------------------------------------------ coverage
