@@ -10,6 +10,7 @@ Scores are a softmax over the scaled cosine similarities between image and class
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -62,6 +63,7 @@ class ZeroShotClassifier:
         else:
             self.prompt_set = load_prompt_set(prompts)
         self._text_cache: Dict[tuple, torch.Tensor] = {}
+        self.decode_workers = min(4, os.cpu_count() or 1)
 
     @classmethod
     def from_pretrained(
@@ -115,12 +117,28 @@ class ZeroShotClassifier:
         x = torch.stack(batch).to(self.device)
         return self.model.model.encode_image(x, normalize=True).float()
 
+    def _load_and_prepare(self, image: ImageInput) -> torch.Tensor:
+        return self._prepare(load_image(image))
+
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
-        """[N, D] L2-normalised image features. Raises ImageLoadError naming the first bad input."""
+        """[N, D] L2-normalised image features. Raises ImageLoadError naming the first bad input.
+
+        Decoding and preprocessing run in a small thread pool (PIL releases the GIL while decoding), overlapping
+        with the model on the next batch's inputs.
+        """
         out = []
-        for start in range(0, len(images), batch_size):
-            chunk = [self._prepare(load_image(im)) for im in images[start:start + batch_size]]
-            out.append(self._encode_tensors(chunk).cpu())
+        chunks = [images[s:s + batch_size] for s in range(0, len(images), batch_size)]
+        if len(images) > 1 and self.decode_workers > 1:
+            with ThreadPoolExecutor(self.decode_workers) as pool:
+                pending = [pool.map(self._load_and_prepare, c) for c in chunks[:2]]
+                for i in range(len(chunks)):
+                    batch = list(pending[i])
+                    if i + 2 < len(chunks):
+                        pending.append(pool.map(self._load_and_prepare, chunks[i + 2]))
+                    out.append(self._encode_tensors(batch).cpu())
+        else:
+            for chunk in chunks:
+                out.append(self._encode_tensors([self._load_and_prepare(im) for im in chunk]).cpu())
         if not out:
             return np.zeros((0, self.text_features.shape[1]), dtype=np.float32)
         return torch.cat(out).numpy()
