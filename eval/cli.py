@@ -31,7 +31,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "eval",
         help="zero-shot evaluation of a model on a FER benchmark",
         description="Zero-shot evaluation on a registered benchmark; writes one result JSON per run "
-                    "(never overwritten) and prints WAR, UAR and macro F1.",
+                    "(never overwritten) and prints WAR, UAR and macro F1. Images that fail to load and "
+                    "malformed annotation rows are skipped and listed in the result.",
+        epilog="examples:\n"
+               "  emocap eval --root ../shared/data/ferplus                    # FER+ test, majority protocol\n"
+               "  emocap eval --root ../shared/data/ferplus --split valid --model runs/default/best\n"
+               "  emocap eval --benchmark imagefolder --root my_faces/         # one sub-folder per class\n"
+               "  emocap eval --root ../shared/data/ferplus --no-descriptions \\\n"
+               "      --class-names neutral joy shock sadness rage disgust fear contempt   # unseen words\n"
+               "  emocap eval --benchmark dfew --root DFEW/ --split fold1 --option frames=16\n"
+               "benchmarks: " + ", ".join(benchmark_names()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default=None,
                    help="model id: a bundled model name, hf-hub:org/repo, local-dir:/path or a folder "
