@@ -183,3 +183,16 @@ def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
     share = (labels[a] == 1).float().mean().item()
     # power 0.5: shares go with sqrt(counts): sqrt(100) / (sqrt(900) + sqrt(100)) = 0.25
     assert 0.21 < share < 0.29
+
+
+def test_init_from_a_trained_model(tiny_shards, tmp_path):
+    _, shards = tiny_shards
+    first = train(_tiny_cfg(shards, tmp_path / "a", "max_steps=2"), progress=False)
+    second = train(_tiny_cfg(shards, tmp_path / "b", f"init_from={first}", "max_steps=1", "lr=1.0e-12"), progress=False)
+    a = load_file(str(first / "open_clip_model.safetensors"))
+    b = load_file(str(second / "open_clip_model.safetensors"))
+    assert torch.allclose(a["visual.conv1.weight"], b["visual.conv1.weight"], atol=1e-6)
+    assert torch.allclose(a["token_embedding.weight"], b["token_embedding.weight"], atol=1e-6)
+    with pytest.raises(ValueError, match="init_from"):
+        train(_tiny_cfg(shards, tmp_path / "c", f"init_from={first}", "model=emocap-rn-small", "max_steps=1"),
+              progress=False)

@@ -16,6 +16,7 @@ import yaml
 
 DEFAULTS: Dict[str, Any] = {
     "model": "emocap-rn-small",
+    "init_from": None,              # trained weights to start from (model id); None: random initialisation
     "seed": 0,
     "out": "runs/emocap",
     "data": {

@@ -127,6 +127,17 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     labels = [taxonomy.canonical(n) for n in taxonomy.label_set(cfg["labels"])]
     prompt_set = load_prompt_set(cfg["prompts"])
     em = create_model(cfg["model"])
+    if cfg.get("init_from"):
+        # start from trained weights (a model id: folder, local-dir:, hf-hub:); the architecture must match
+        from emocap.models import load_model
+
+        source = load_model(cfg["init_from"])
+        try:
+            missing, unexpected = em.model.load_state_dict(source.model.state_dict(), strict=False)
+        except RuntimeError:  # shape mismatch
+            missing, unexpected = ["<shapes differ>"], []
+        if [k for k in missing if not k.endswith("attn_mask")] or unexpected:
+            raise ValueError(f"config key 'init_from': {cfg['init_from']} does not match architecture {cfg['model']!r}")
     model, tokenizer = em.model, em.tokenizer
     size = em.image_size
     mean, std = em.preprocess_cfg["mean"], em.preprocess_cfg["std"]
