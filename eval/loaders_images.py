@@ -161,16 +161,10 @@ def _affectnet_csv(csv_path: Path, image_dir: Path, labels: LabelMap, crop: bool
         except ValueError:
             problems.append((where, unknown_label(labels, value)))
             continue
-        if expression in AFFECTNET_NON_EMOTION:
-            reason = f"{expression} {AFFECTNET_NON_EMOTION[expression]} (not an emotion)"
-            excluded[reason] = excluded.get(reason, 0) + 1
-            continue
-        idx = labels.index(expression)
+        idx, problem = _affectnet_index(expression, value, labels, excluded)
+        if problem:
+            problems.append((where, problem))
         if idx is None:
-            if expression == 7 and len(labels.native) == 7:
-                excluded["7 Contempt (not in the 7 classes)"] = excluded.get("7 Contempt (not in the 7 classes)", 0) + 1
-            else:
-                problems.append((where, unknown_label(labels, value)))
             continue
         path = image_dir / row[col["subDirectory_filePath"]].strip()
         if not path.is_file():
@@ -187,6 +181,23 @@ def _affectnet_csv(csv_path: Path, image_dir: Path, labels: LabelMap, crop: bool
         else:
             samples.append(image_sample(path, idx))
     return samples, problems, excluded
+
+
+def _affectnet_index(expression: int, value: str, labels: "LabelMap", excluded: Dict[str, int]):
+    """(class index, None) for an AffectNet expression id; (None, None) when the protocol excludes it (counted in
+    ``excluded``); (None, reason) for an unknown id."""
+    if expression in AFFECTNET_NON_EMOTION:
+        reason = f"{expression} {AFFECTNET_NON_EMOTION[expression]} (not an emotion)"
+        excluded[reason] = excluded.get(reason, 0) + 1
+        return None, None
+    idx = labels.index(expression)
+    if idx is None:
+        if expression == 7 and len(labels.native) == 7:
+            key = "7 Contempt (not in the 7 classes)"
+            excluded[key] = excluded.get(key, 0) + 1
+            return None, None
+        return None, unknown_label(labels, value)
+    return idx, None
 
 
 def _affectnet_npy(set_dir: Path, labels: LabelMap):
@@ -209,16 +220,10 @@ def _affectnet_npy(set_dir: Path, labels: LabelMap):
         except Exception as e:  # unreadable array, empty, pickled object, not a number
             problems.append((str(ann), f"cannot read the expression id ({type(e).__name__}: {e})"))
             continue
-        if expression in AFFECTNET_NON_EMOTION:
-            reason = f"{expression} {AFFECTNET_NON_EMOTION[expression]} (not an emotion)"
-            excluded[reason] = excluded.get(reason, 0) + 1
-            continue
-        idx = labels.index(expression)
+        idx, problem = _affectnet_index(expression, value, labels, excluded)
+        if problem:
+            problems.append((str(ann), problem))
         if idx is None:
-            if expression == 7 and len(labels.native) == 7:
-                excluded["7 Contempt (not in the 7 classes)"] = excluded.get("7 Contempt (not in the 7 classes)", 0) + 1
-            else:
-                problems.append((str(ann), unknown_label(labels, value)))
             continue
         if stem not in images:
             problems.append((str(set_dir / "images" / f"{stem}.jpg"), f"image for annotation {ann} not found"))
