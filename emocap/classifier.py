@@ -20,7 +20,7 @@ from PIL import Image
 from . import taxonomy
 from . import faces as face_detection
 from .images import ImageInput, load_image
-from .models import EmocapModel, load_model
+from .models import EmocapModel, encode_text_trimmed, load_model
 from .prompts import PromptSet, load_prompt_set
 
 __all__ = ["ZeroShotClassifier", "NoFaceFoundError"]
@@ -92,14 +92,20 @@ class ZeroShotClassifier:
         prompt_set = prompt_set or self.prompt_set
         key = (tuple(labels), prompt_set.hash)
         if key not in self._text_cache:
-            weights = []
-            for label in labels:
-                texts = prompt_set.texts_for(label)
-                tokens = self.model.tokenizer(texts).to(self.device)
-                feats = self.model.model.encode_text(tokens, normalize=True)
-                mean = feats.mean(dim=0)
-                weights.append(mean / mean.norm())
-            self._text_cache[key] = torch.stack(weights)
+            texts, owner = [], []
+            for i, label in enumerate(labels):
+                prompts = prompt_set.texts_for(label)
+                texts.extend(prompts)
+                owner.extend([i] * len(prompts))
+            feats = []
+            for s in range(0, len(texts), 256):  # one batched pass over all prompts of all labels
+                tokens = self.model.tokenizer(texts[s:s + 256]).to(self.device)
+                feats.append(encode_text_trimmed(self.model.model, tokens).float())
+            feats = torch.cat(feats)
+            owner_t = torch.tensor(owner, device=feats.device)
+            means = torch.zeros(len(labels), feats.shape[1], device=feats.device).index_add_(0, owner_t, feats)
+            means = means / torch.bincount(owner_t, minlength=len(labels)).clamp(min=1)[:, None]
+            self._text_cache[key] = means / means.norm(dim=1, keepdim=True)
         return self._text_cache[key]
 
     @property

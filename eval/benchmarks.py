@@ -58,6 +58,8 @@ class Sample:
         frames: for a video clip, the sampled frame sources in time order (frame image paths, or the one video
             file that ``load`` decodes); None for a still image.
         subject: the person's id where the benchmark has one (CK+, JAFFE, KDEF): subject-disjoint folds.
+        groups: other per-sample attributes for per-group metrics (e.g. ``{"gender": "female"}`` from a
+            dataset's group annotations, or face attributes such as ``mouth_open``).
     """
 
     source: str
@@ -66,6 +68,7 @@ class Sample:
     soft_label: Optional[Tuple[float, ...]] = None
     frames: Optional[Tuple[str, ...]] = None
     subject: Optional[str] = None
+    groups: Optional[Dict[str, str]] = field(default=None, compare=False, hash=False)
 
     @property
     def is_clip(self) -> bool:
@@ -135,6 +138,19 @@ class Benchmark:
         if self.splits is not None and split not in self.splits:
             raise ValueError(f"benchmark {self.name!r} has splits {', '.join(self.splits)}; got {split!r}")
         return split
+
+    @property
+    def train_split(self) -> Optional[str]:
+        """The split a linear probe or few-shot classifier trains on (``train`` when the benchmark has one)."""
+        return "train" if self.splits and "train" in self.splits else None
+
+    @property
+    def val_split(self) -> Optional[str]:
+        """A validation split distinct from the default (test) split, for choosing probe hyper-parameters."""
+        for name in ("valid", "val", "validation"):
+            if self.splits and name in self.splits and name != self.default_split:
+                return name
+        return None
 
     def load(self, root: PathLike, split: Optional[str] = None, **options) -> BenchmarkData:
         """Read the benchmark from ``root``; raises FileNotFoundError / ValueError naming the path when unusable."""

@@ -1,57 +1,89 @@
-"""The ``emocap eval`` subcommand: benchmark registry + classifier -> zero-shot evaluation -> result JSON.
+"""The ``emocap eval`` command: benchmark registry + model -> protocol -> one result JSON per run; and its
+``build`` (tables, plots, model-index) and ``explain`` subcommands.
 
 Flow: ``emocap/cli.py`` calls :func:`add_parser` on its subparsers and later ``args.func(args)`` = :func:`run`,
-which loads the benchmark (``emocap.eval.benchmarks``), builds a :class:`emocap.ZeroShotClassifier` on the
-benchmark's class names, runs ``emocap.eval.zeroshot.evaluate`` and writes the result with ``write_result``.
+which for each ``--benchmark`` loads the data (``emocap.eval.benchmarks``), builds a
+:class:`emocap.ZeroShotClassifier` on the benchmark's class names, runs the protocol (zero-shot:
+``emocap.eval.zeroshot``; linear probe / few-shot: ``emocap.eval.probe``) on image features cached per
+model/benchmark/split/view (``emocap.eval.features``) and writes the result with ``write_result``.
+``emocap eval build`` is :mod:`emocap.eval.build`; ``emocap eval explain`` is :mod:`emocap.eval.explain`.
 
 Example::
 
     emocap eval --benchmark ferplus --root /data/ferplus --split test --out results/
-    emocap eval --benchmark imagefolder --root my_faces/ --model local-dir:runs/exp1 --limit 200
+    emocap eval --benchmark ferplus ferplus-soft --root /data/ferplus /data/ferplus --view upper-face
+    emocap eval --root /data/ferplus --protocol linear-probe
+    emocap eval build results/ --out results/tables
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+from pathlib import Path
+from typing import List, Optional, Sequence
 
 from emocap.ferplus import LabelFileError
+from emocap.images import ImageLoadError
 
 from .benchmarks import BenchmarkData, benchmark_names, get_benchmark
+from .features import FeatureCache
 from .metrics import format_summary
-from .zeroshot import evaluate, write_result
+from .views import view_names
+from .zeroshot import PROTOCOL, evaluate, existing_result, run_header, write_result
 
 __all__ = ["add_parser", "run", "build_classifier"]
 
+PROTOCOLS = ("zeroshot", "linear-probe", "few-shot")
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``eval`` on an argparse subparsers object; sets ``func=run``."""
+    """Register ``eval`` (with its ``build`` and ``explain`` subcommands) on an argparse subparsers object."""
     p = subparsers.add_parser(
         "eval",
-        help="zero-shot evaluation of a model on a FER benchmark",
-        description="Zero-shot evaluation on a registered benchmark; writes one result JSON per run "
-                    "(never overwritten) and prints WAR, UAR and macro F1. Images that fail to load and "
-                    "malformed annotation rows are skipped and listed in the result.",
+        help="evaluate a model on FER benchmarks (zero-shot, linear probe, few-shot); build tables",
+        description="Evaluate a model on registered benchmarks; writes one result JSON per (model, benchmark, "
+                    "split, protocol, view, prompt set), never overwritten, and prints WAR, UAR and macro F1. "
+                    "Image features are cached per model/benchmark/split/view, so another prompt set or protocol "
+                    "costs seconds. Images that fail to load and malformed annotation rows are skipped and "
+                    "listed in the result.",
         epilog="examples:\n"
                "  emocap eval --root ../shared/data/ferplus                    # FER+ test, majority protocol\n"
                "  emocap eval --root ../shared/data/ferplus --split valid --model runs/default/best\n"
+               "  emocap eval --benchmark ferplus ferplus-soft --root D D      # several benchmarks, one root each\n"
+               "  emocap eval --root D --view upper-face                       # lower half of the face masked\n"
+               "  emocap eval --root D --protocol linear-probe                 # logistic regression on features\n"
+               "  emocap eval --root D --protocol few-shot --shots 16 --seeds 0 1 2\n"
                "  emocap eval --benchmark imagefolder --root my_faces/         # one sub-folder per class\n"
-               "  emocap eval --root ../shared/data/ferplus --no-descriptions \\\n"
+               "  emocap eval --root D --no-descriptions \\\n"
                "      --class-names neutral joy shock sadness rage disgust fear contempt   # unseen words\n"
                "  emocap eval --benchmark dfew --root DFEW/ --split fold1 --option frames=16\n"
+               "  emocap eval build results/ --out results/tables             # CSV/Markdown tables and plots\n"
+               "  emocap eval explain face.png                                 # which behaviour drove the score\n"
                "benchmarks: " + ", ".join(benchmark_names()),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default=None,
                    help="model id: a bundled model name, hf-hub:org/repo, local-dir:/path or a folder "
-                        "(default: the embedded default model)")
-    p.add_argument("--benchmark", default="ferplus", choices=benchmark_names(),
-                   help="benchmark registry name (default: ferplus)")
-    p.add_argument("--root", required=True,
-                   help="dataset folder, e.g. the folder holding FER2013Test/ or FER2013Test.tar for ferplus, "
-                        "or a folder with one sub-folder per class for imagefolder")
+                        "(default: the embedded default model); any open_clip model saved in the hub format, "
+                        "e.g. hf-hub:timm/vit_base_patch16_clip_224.openai, runs through the same harness")
+    p.add_argument("--benchmark", nargs="+", default=["ferplus"], choices=benchmark_names(), metavar="NAME",
+                   help="benchmark registry name(s) (default: ferplus); see the list below")
+    p.add_argument("--root", nargs="+", default=None,
+                   help="dataset folder, one per --benchmark (or one for all), e.g. the folder holding "
+                        "FER2013Test/ or FER2013Test.tar for ferplus, or a folder with one sub-folder per class")
     p.add_argument("--split", default=None, help="split name (default: the benchmark's default; test for ferplus)")
+    p.add_argument("--protocol", default=PROTOCOL, choices=PROTOCOLS,
+                   help="zeroshot (default): text prompts; linear-probe: logistic regression on frozen features "
+                        "of the train split (C chosen on the validation split); few-shot: the same on --shots "
+                        "samples per class, averaged over --seeds")
+    p.add_argument("--shots", type=int, default=16, help="samples per class for few-shot (default: 16)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="few-shot seeds (default: 0 1 2)")
+    p.add_argument("--train-split", default=None, help="probe training split (default: the benchmark's train)")
+    p.add_argument("--val-split", default=None, help="probe validation split (default: valid/val when it exists)")
+    p.add_argument("--view", default=None, choices=["none"] + view_names(),
+                   help="image view (robustness/cue protocols): upper-face, lower-face (the other half masked) "
+                        "or histeq (histogram-equalised)")
     p.add_argument("--prompts", default=None,
                    help="prompt set: a bundled name or a JSON file (default: the model's own prompts)")
     p.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
@@ -64,10 +96,23 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: automatic)")
     p.add_argument("--out", default="results", help="folder for result JSON files (default: results/)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="do not rerun a (model, benchmark, split, protocol, view, prompts) whose result file "
+                        "exists in --out")
+    p.add_argument("--cache-dir", default=None,
+                   help="image feature cache (default: $EMOCAP_CACHE_DIR/features or ~/.cache/emocap/features)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write cached image features")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate only the first N samples (quick checks; recorded in the result)")
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=run)
+    sub = p.add_subparsers(dest="eval_command", metavar="{build,explain}")
+    for module in ("build", "explain"):
+        try:
+            mod = __import__(f"emocap.eval.{module}", fromlist=["add_parser"])
+        except ImportError:  # pragma: no cover - optional plotting dependencies
+            continue
+        mod.add_parser(sub)
     return p
 
 
@@ -96,51 +141,24 @@ def _error(message: str) -> int:
     return 2
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run one zero-shot evaluation; returns the process exit code (0 ok, 2 bad input)."""
-    if args.batch_size < 1:
-        return _error(f"--batch-size must be positive, got {args.batch_size}")
-    if args.limit is not None and args.limit < 1:
-        return _error(f"--limit must be a positive number of samples, got {args.limit}")
-    if args.prompts is not None:
-        from emocap.prompts import load_prompt_set
+def _rename_classes(data: BenchmarkData, names: Optional[Sequence[str]]) -> Optional[str]:
+    """Apply ``--class-names``; returns an error message or None."""
+    if not names:
+        return None
+    if len(names) != len(data.classes) or len(set(names)) != len(names):
+        return (f"--class-names needs {len(data.classes)} distinct names, one per class in the order "
+                f"{', '.join(data.classes)}; got {len(names)}")
+    data.info = {**data.info, "class_names_renamed_from": list(data.classes)}
+    data.classes = list(names)
+    return None
 
-        try:
-            load_prompt_set(args.prompts)
-        except (FileNotFoundError, ValueError) as e:
-            return _error(str(e))
 
-    try:
-        bench = get_benchmark(args.benchmark)
-        split = bench.resolve_split(args.split)
-        options = dict(item.split("=", 1) for item in getattr(args, "option", []) if "=" in item)
-        if len(options) != len(getattr(args, "option", [])):
-            return _error(f"--option values must look like key=value, got {args.option}")
-        data: BenchmarkData = bench.load(args.root, split, **options)
-    except (FileNotFoundError, NotADirectoryError, LabelFileError, ValueError, KeyError) as e:
-        return _error(str(e))
-
-    if getattr(args, "class_names", None):
-        if len(args.class_names) != len(data.classes) or len(set(args.class_names)) != len(args.class_names):
-            data.close()
-            return _error(f"--class-names needs {len(data.classes)} distinct names, one per class in the order "
-                          f"{', '.join(data.classes)}; got {len(args.class_names)}")
-        data.info = {**data.info, "class_names_renamed_from": list(data.classes)}
-        data.classes = list(args.class_names)
-
-    try:
-        try:
-            classifier = build_classifier(args, data.classes)
-        except ModelUnavailable as e:
-            return _error(str(e))
-        record = evaluate(classifier, bench, root=args.root, split=split, batch_size=args.batch_size,
-                          progress=not args.no_progress, limit=args.limit, data=data)
-    finally:
-        data.close()
-    path = write_result(record, args.out)
-
-    print(f"{record['model_id']} on {bench.name}/{split or '-'} ({record['protocol']}, "
-          f"prompts {record['prompt_set']} {record['prompt_hash']}): {record['n']} images")
+def _report(record: dict, bench_name: str, split, path: Path) -> None:
+    view = f", view {record['view']}" if record.get("view") else ""
+    prompts = f", prompts {record['prompt_set']} {record['prompt_hash']}" if record.get("prompt_hash") else ""
+    cached = " (cached features)" if record.get("features_from_cache") else ""
+    print(f"{record['model_id']} on {bench_name}/{split or '-'} ({record['protocol']}{view}{prompts}): "
+          f"{record['n']} images{cached}, {record.get('elapsed_s', 0):.1f} s")
     for line in format_summary(record):
         print("  " + line)
     print(f"  skipped      {record['n_skipped']}")
@@ -149,7 +167,83 @@ def run(args: argparse.Namespace) -> int:
     if record["n_skipped"] > 5:
         print(f"    ... {record['n_skipped'] - 5} more in the result file")
     print(f"  result       {path}")
+
+
+def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) -> int:
+    bench = get_benchmark(bench_name)
+    try:
+        split = bench.resolve_split(args.split)
+        options = dict(item.split("=", 1) for item in args.option if "=" in item)
+        data: BenchmarkData = bench.load(root, split, **options)
+    except (FileNotFoundError, NotADirectoryError, LabelFileError, ValueError, KeyError) as e:
+        return _error(str(e))
+    try:
+        problem = _rename_classes(data, args.class_names)
+        if problem:
+            return _error(problem)
+        try:
+            classifier = build_classifier(args, data.classes)
+        except ModelUnavailable as e:
+            return _error(str(e))
+        protocol = args.protocol
+        if protocol == "few-shot":
+            protocol = f"few-shot-{args.shots}"
+        view = None if args.view in (None, "none") else args.view
+        if args.skip_existing:
+            header = run_header(classifier, bench, split, data, protocol=protocol, view=view, limit=args.limit,
+                                root=root)
+            found = existing_result(header, args.out)
+            if found is not None:
+                print(f"{bench.name}/{split or '-'} ({protocol}{', ' + view if view else ''}): result exists, "
+                      f"skipped ({found})")
+                return 0
+        if args.protocol == PROTOCOL:
+            record = evaluate(classifier, bench, root=root, split=split, batch_size=args.batch_size,
+                              progress=not args.no_progress, limit=args.limit, data=data, view=view, cache=cache)
+        else:
+            from .probe import evaluate_probe
+
+            record = evaluate_probe(classifier, bench, root, protocol=args.protocol, split=split,
+                                    train_split=args.train_split, val_split=args.val_split, shots=args.shots,
+                                    seeds=args.seeds, batch_size=args.batch_size, view=view, limit=args.limit,
+                                    cache=cache, progress=not args.no_progress, options=options)
+    except (FileNotFoundError, LabelFileError, ImageLoadError, ValueError, TypeError, RuntimeError) as e:
+        return _error(f"{bench.name}: {e}")
+    finally:
+        data.close()
+    _report(record, bench.name, split, write_result(record, args.out))
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluations asked for; returns the process exit code (0 ok, 2 bad input on any benchmark)."""
+    if getattr(args, "eval_command", None):
+        return args.eval_func(args)
+    if not args.root:
+        return _error("--root is required: the dataset folder of each --benchmark")
+    if args.batch_size < 1:
+        return _error(f"--batch-size must be positive, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        return _error(f"--limit must be a positive number of samples, got {args.limit}")
+    if args.protocol == "few-shot" and args.shots < 1:
+        return _error(f"--shots must be a positive number of samples per class, got {args.shots}")
+    if len(args.option) != len([o for o in args.option if "=" in o]):
+        return _error(f"--option values must look like key=value, got {args.option}")
+    roots: List[str] = list(args.root)
+    if len(roots) == 1:
+        roots = roots * len(args.benchmark)
+    if len(roots) != len(args.benchmark):
+        return _error(f"give one --root per --benchmark ({len(args.benchmark)}) or a single root; got {len(roots)}")
+    if args.prompts is not None:
+        from emocap.prompts import load_prompt_set
+
+        try:
+            load_prompt_set(args.prompts)
+        except (FileNotFoundError, ValueError) as e:
+            return _error(str(e))
+    cache = None if args.no_cache else FeatureCache(args.cache_dir)
+    codes = [_run_one(args, name, root, cache) for name, root in zip(args.benchmark, roots)]
+    return max(codes) if codes else 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -13,7 +13,14 @@ Metrics reported:
 * ``per_class_support``: class name -> number of test samples;
 * ``confusion_matrix``: rows are true classes, columns predicted classes, in class order;
 * ``acc{k}``: top-k accuracy for k in ``top_k`` (only with probabilities, and only for k < number of classes);
-* ``ece``: expected calibration error of the top-1 confidence over 15 equal-width bins (only with probabilities).
+* ``ece``: expected calibration error of the top-1 confidence over 15 equal-width bins (only with probabilities);
+  ``reliability``: the per-bin counts, accuracies and mean confidences behind it (the reliability diagram).
+
+With soft labels (annotator vote distributions), :func:`soft_label_metrics` adds ``soft_accuracy`` (the expected
+agreement of the prediction with a random annotator: the vote share of the predicted class), ``soft_top1`` (the
+prediction is one of the most-voted classes), ``soft_kl`` (mean KL(votes || predicted distribution), nats) and
+``soft_js`` (mean Jensen-Shannon divergence, nats). :func:`group_metrics` gives WAR/UAR per value of a
+per-sample attribute (group annotations, face attributes).
 
 All rates are fractions in [0, 1]. The keys ``acc1`` and ``mean_per_class_recall`` match CLIP_benchmark's.
 """
@@ -25,7 +32,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-__all__ = ["classification_metrics", "expected_calibration_error", "top_k_accuracy", "format_summary", "ECE_BINS"]
+__all__ = [
+    "classification_metrics", "expected_calibration_error", "reliability_bins", "top_k_accuracy", "format_summary",
+    "soft_label_metrics", "group_metrics", "ECE_BINS",
+]
 
 ECE_BINS = 15
 
@@ -144,7 +154,72 @@ def classification_metrics(
             if 1 < k < n_classes:
                 result[f"acc{k}"] = top_k_accuracy(y_true, probs, k)
         result["ece"] = expected_calibration_error(y_true, probs)
+        result["reliability"] = reliability_bins(y_true, probs)
     return result
+
+
+def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> Dict[str, list]:
+    """Per equal-width confidence bin: ``count``, ``accuracy`` and mean ``confidence`` (None for empty bins)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    out: Dict[str, list] = {"edges": [i / n_bins for i in range(n_bins + 1)], "count": [], "accuracy": [],
+                            "confidence": []}
+    for b in range(n_bins):
+        in_bin = bins == b
+        n = int(in_bin.sum())
+        out["count"].append(n)
+        out["accuracy"].append(float(correct[in_bin].mean()) if n else None)
+        out["confidence"].append(float(confidence[in_bin].mean()) if n else None)
+    return out
+
+
+def soft_label_metrics(soft_labels: np.ndarray, probs: np.ndarray, eps: float = 1e-8) -> Dict[str, float]:
+    """Agreement of predicted distributions with annotator vote distributions (rows of ``soft_labels``).
+
+    Rows of ``soft_labels`` are normalised to sum to 1; rows without any vote (all zero or NaN) are ignored.
+    """
+    soft = np.asarray(soft_labels, dtype=np.float64)
+    probs = np.asarray(probs, dtype=np.float64)
+    if soft.shape != probs.shape:
+        raise ValueError(f"soft labels of shape {soft.shape} for probabilities of shape {probs.shape}")
+    total = np.nansum(soft, axis=1)
+    ok = np.isfinite(soft).all(axis=1) & (total > 0)
+    if not ok.any():
+        raise ValueError("no soft label row has a vote")
+    soft, probs = soft[ok] / total[ok, None], np.clip(probs[ok], eps, 1.0)
+    pred = probs.argmax(axis=1)
+    rows = np.arange(len(pred))
+    kl = np.where(soft > 0, soft * (np.log(np.clip(soft, eps, None)) - np.log(probs)), 0.0).sum(axis=1)
+    mid = 0.5 * (soft + probs)
+
+    def _kl(p, q):
+        return np.where(p > 0, p * (np.log(np.clip(p, eps, None)) - np.log(np.clip(q, eps, None))), 0.0).sum(axis=1)
+
+    return {
+        "soft_n": int(ok.sum()),
+        "soft_accuracy": float(soft[rows, pred].mean()),
+        "soft_top1": float((soft[rows, pred] >= soft.max(axis=1) - 1e-12).mean()),
+        "soft_kl": float(kl.mean()),
+        "soft_js": float((0.5 * _kl(soft, mid) + 0.5 * _kl(probs, mid)).mean()),
+    }
+
+
+def group_metrics(y_true: np.ndarray, probs: np.ndarray, values: Sequence, class_names: Sequence[str],
+                  min_count: int = 1) -> Dict[str, Dict[str, object]]:
+    """WAR, UAR and count per value of one per-sample attribute (samples whose value is None are left out)."""
+    y_true = np.asarray(y_true)
+    values = np.asarray([None if v is None else str(v) for v in values], dtype=object)
+    out: Dict[str, Dict[str, object]] = {}
+    for value in sorted({v for v in values if v is not None}):
+        mask = values == value
+        if mask.sum() < min_count:
+            continue
+        m = classification_metrics(y_true[mask], np.asarray(probs)[mask], class_names, top_k=())
+        out[value] = {"n": m["n"], "war": m["war"], "uar": m["uar"], "macro_f1": m["macro_f1"]}
+    return out
 
 
 def format_summary(metrics: Dict[str, object]) -> List[str]:
@@ -156,4 +231,7 @@ def format_summary(metrics: Dict[str, object]) -> List[str]:
     ]
     if metrics.get("ece") is not None:
         lines.append(f"ECE          {100 * metrics['ece']:.2f}%")
+    if metrics.get("soft_accuracy") is not None:
+        lines.append(f"soft acc     {100 * metrics['soft_accuracy']:.2f}%  (vote share of the predicted class; "
+                     f"KL {metrics['soft_kl']:.3f})")
     return lines

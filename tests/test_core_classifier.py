@@ -171,13 +171,13 @@ def test_grayscale_models_ignore_colour(tiny_model, sample_images):
 def test_text_features_are_cached(tiny_model, sample_images, monkeypatch):
     c = ZeroShotClassifier(tiny_model, labels=["happy", "sad", "quux"], device="cpu")
     calls = []
-    original = tiny_model.model.encode_text
+    original = tiny_model.tokenizer
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(tiny_model.model, "encode_text", counting)
+    monkeypatch.setattr(tiny_model, "tokenizer", counting)
     first = c.predict_proba(sample_images)
     n_first = len(calls)
     assert n_first >= 1
@@ -239,3 +239,18 @@ def test_from_pretrained(tiny_model_dir, sample_images, clf):
     c = ZeroShotClassifier.from_pretrained("local-dir:" + str(tiny_model_dir), device="cpu")
     assert c.model_id == "local-dir:" + str(tiny_model_dir)
     np.testing.assert_allclose(c.predict_proba(sample_images), clf.predict_proba(sample_images), atol=1e-6)
+
+
+def test_batched_trimmed_text_features_equal_plain_open_clip(tiny_model):
+    """All prompts of all labels in one padding-trimmed pass == per-label model.encode_text means."""
+    import torch
+
+    c = ZeroShotClassifier(tiny_model, labels=["happy", "sad", "quux"], prompts=["a photo of a {} face.",
+                           "a {} looking person, with a much longer prompt than the others here."], device="cpu")
+    with torch.inference_mode():
+        expected = []
+        for label in c.labels:
+            feats = tiny_model.model.encode_text(tiny_model.tokenizer(c.prompt_set.texts_for(label)), normalize=True)
+            mean = feats.mean(dim=0)
+            expected.append(mean / mean.norm())
+    np.testing.assert_allclose(c.text_features.numpy(), torch.stack(expected).numpy(), atol=1e-5)

@@ -12,25 +12,8 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 import torch
-import torch.nn.functional as F
-from open_clip.transformer import text_global_pool
 
-
-def encode_text_trimmed(model, text: torch.Tensor) -> torch.Tensor:
-    """``model.encode_text(text, normalize=True)`` for an open_clip ``CLIP`` with a causal mask, on trimmed tokens."""
-    if not hasattr(model, "token_embedding") or getattr(model, "attn_mask", None) is None:
-        return model.encode_text(text, normalize=True)  # other text towers: no trimming
-    length = int((text != 0).sum(dim=1).max().item())
-    text = text[:, : max(length, 1)]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(text).to(cast_dtype)
-    x = x + model.positional_embedding[: text.shape[1]].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[: text.shape[1], : text.shape[1]])
-    x = model.ln_final(x)
-    x = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-    if model.text_projection is not None:
-        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
-    return F.normalize(x, dim=-1)
+from emocap.models import encode_text_trimmed
 
 
 class ContrastiveForward(torch.nn.Module):

@@ -1,0 +1,354 @@
+"""Image features of a benchmark split, extracted once and cached: what every eval protocol starts from.
+
+Flow: ``BenchmarkData`` (``emocap.eval.benchmarks``) -> :func:`extract_features` (load images in a background
+thread, apply an image view from :mod:`emocap.eval.views`, encode in batches) -> :class:`FeatureSet` ->
+zero-shot (:mod:`emocap.eval.zeroshot`), linear probe and few-shot (:mod:`emocap.eval.probe`).
+
+A :class:`FeatureCache` keeps one ``.npz`` (numbers only, read with ``allow_pickle=False``) plus a ``.json``
+(sources, skipped inputs, classes) per (model weights, benchmark, split, root, loader options, sample limit,
+image view). A second prompt set or another protocol on the same split then costs a matrix product instead of
+a pass over the images. Entries are written to a temporary name and renamed, so an interrupted run never leaves
+a half-written entry behind.
+
+Video clips: every sampled frame gets a feature row; ``counts`` says how many rows belong to each clip (1 for
+still images), and protocols pool over them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Queue
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .benchmarks import BenchmarkData, Problem, load_clips
+from .views import ImageView, get_view
+
+__all__ = [
+    "FeatureSet", "FeatureCache", "extract_features", "model_fingerprint", "default_cache_dir", "pool_rows",
+    "CACHE_FORMAT",
+]
+
+CACHE_FORMAT = 1
+
+
+@dataclass
+class FeatureSet:
+    """Encoded images of one benchmark split.
+
+    Attributes:
+        features: ``[sum(counts), D]`` float32 rows (L2-normalised image features, or class probabilities when the
+            classifier exposes no feature encoder).
+        counts: ``[N]`` rows per sample (1 for a still image, the decoded frames for a clip).
+        labels: ``[N]`` class indices into ``classes``.
+        classes: the benchmark's class names.
+        sources: ``[N]`` sample sources (paths, ``archive/member``).
+        soft_labels: ``[N, C]`` vote distributions, or None when the benchmark has none.
+        groups: attribute name -> ``[N]`` values (for example ``subject``), for per-group metrics.
+        skipped: ``(source, reason)`` for label rows and images left out.
+        kind: ``"features"`` or ``"probabilities"``.
+        from_cache: True when this set was read from a :class:`FeatureCache`.
+    """
+
+    features: np.ndarray
+    counts: np.ndarray
+    labels: np.ndarray
+    classes: List[str]
+    sources: List[str]
+    soft_labels: Optional[np.ndarray] = None
+    groups: Dict[str, List[Optional[str]]] = field(default_factory=dict)
+    skipped: List[Problem] = field(default_factory=list)
+    kind: str = "features"
+    from_cache: bool = False
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def pooled(self) -> np.ndarray:
+        """One row per sample: the mean over a clip's frame rows (re-normalised for features)."""
+        rows = pool_rows(self.features, self.counts)
+        if self.kind == "features":
+            rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
+        return rows.astype(np.float32)
+
+    def subset(self, index: Sequence[int]) -> "FeatureSet":
+        """The samples at ``index`` (sample indices, not rows)."""
+        index = np.asarray(index, dtype=np.int64)
+        bounds = np.concatenate([[0], np.cumsum(self.counts)])
+        rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in index]) if len(index) else np.zeros(0, int)
+        return FeatureSet(
+            self.features[rows], self.counts[index], self.labels[index], self.classes,
+            [self.sources[i] for i in index],
+            None if self.soft_labels is None else self.soft_labels[index],
+            {k: [v[i] for i in index] for k, v in self.groups.items()}, [], self.kind, self.from_cache,
+        )
+
+
+def pool_rows(rows: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """Mean of consecutive row groups: ``[sum(counts), D]`` -> ``[len(counts), D]`` (fast path when all are 1)."""
+    rows = np.asarray(rows)
+    counts = np.asarray(counts, dtype=np.int64)
+    if rows.shape[0] != int(counts.sum()):
+        raise ValueError(f"{rows.shape[0]} rows for groups of {counts.tolist()[:10]}... rows")
+    if len(counts) == 0 or np.all(counts == 1):
+        return rows
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.add.reduceat(rows.astype(np.float64), starts, axis=0) / counts[:, None]
+
+
+# ------------------------------------------------------------------------------------------------- extraction
+
+def _load_batch(samples, view: Optional[ImageView]):
+    """Decode a batch of samples (stills count as one-frame clips) and apply the view to every frame."""
+    clips, labels, sources, problems = load_clips(samples)
+    kept_samples = {s.source: s for s in samples}
+    if view is not None:
+        clips = [[view(im) for im in clip] for clip in clips]
+    return clips, labels, sources, problems, [kept_samples[s] for s in sources]
+
+
+def _prefetch(samples, batch_size: int, view: Optional[ImageView]):
+    """Yield decoded batches; a background thread decodes batch i+1 while the caller encodes batch i."""
+    queue: Queue = Queue(maxsize=2)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for i in range(0, len(samples), batch_size):
+                if stop.is_set():
+                    return
+                chunk = samples[i:i + batch_size]
+                queue.put((len(chunk), _load_batch(chunk, view)))
+        except BaseException as e:  # surfaced in the consumer
+            queue.put(e)
+        queue.put(None)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # drain so the worker can finish its put and exit
+            while not queue.empty():
+                queue.get_nowait()
+            thread.join(timeout=0.05)
+
+
+def extract_features(
+    encode: Callable[[List], np.ndarray],
+    data: BenchmarkData,
+    batch_size: int = 64,
+    view: Union[str, ImageView, None] = None,
+    progress: bool = True,
+    kind: str = "features",
+    desc: Optional[str] = None,
+) -> FeatureSet:
+    """Encode every sample of ``data`` with ``encode(list_of_pil_images) -> [n, D]``.
+
+    Images that fail to load are skipped and listed in ``skipped`` (with the loader's own problems); a clip is
+    kept when at least one frame decodes. ``view`` (name or callable) transforms each image before encoding.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    view_fn = get_view(view) if isinstance(view, str) else view
+    skipped: List[Problem] = [tuple(p) for p in data.problems]
+    rows, counts, labels, sources = [], [], [], []
+    soft, groups = [], {}
+    has_soft = any(s.soft_label is not None for s in data.samples)
+    group_names = sorted({k for s in data.samples for k in (s.groups or {})})
+    if any(s.subject is not None for s in data.samples):
+        group_names = ["subject"] + group_names
+    groups = {g: [] for g in group_names}
+    bar = tqdm(total=len(data.samples), desc=desc or "encoding", unit="img", disable=not progress)
+    try:
+        for n_chunk, (clips, chunk_labels, chunk_sources, problems, kept) in _prefetch(data.samples, batch_size, view_fn):
+            skipped.extend(problems)
+            if clips:
+                frames = [im for clip in clips for im in clip]
+                out = np.asarray(encode(frames), dtype=np.float32)
+                if out.ndim != 2 or out.shape[0] != len(frames):
+                    raise ValueError(f"the encoder returned shape {out.shape} for {len(frames)} images")
+                rows.append(out)
+                counts.extend(len(c) for c in clips)
+                labels.extend(chunk_labels)
+                sources.extend(chunk_sources)
+                for s in kept:
+                    if has_soft:
+                        soft.append(s.soft_label if s.soft_label is not None else [np.nan] * len(data.classes))
+                    for g in group_names:
+                        groups[g].append(s.subject if g == "subject" else (s.groups or {}).get(g))
+            bar.update(n_chunk)
+    finally:
+        bar.close()
+    dim = rows[0].shape[1] if rows else 0
+    return FeatureSet(
+        features=np.concatenate(rows) if rows else np.zeros((0, dim), np.float32),
+        counts=np.asarray(counts, dtype=np.int64),
+        labels=np.asarray(labels, dtype=np.int64),
+        classes=list(data.classes),
+        sources=sources,
+        soft_labels=np.asarray(soft, dtype=np.float64) if has_soft else None,
+        groups=groups,
+        skipped=skipped,
+        kind=kind,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------ cache
+
+_FINGERPRINTS: Dict[Tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _FINGERPRINTS[key] = digest.hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def model_fingerprint(classifier) -> Optional[str]:
+    """A hash of what determines the image features: weights, model config and preprocessing.
+
+    Uses the saved folder's config and safetensors files when the model has one, else the in-memory weights.
+    Returns None for objects without an emocap model (their outputs are not cached).
+    """
+    em = getattr(classifier, "model", None)
+    torch_model = getattr(em, "model", None)
+    if torch_model is None:
+        return None
+    digest = hashlib.sha256()
+    folder = getattr(em, "path", None)
+    files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.json")) if folder else []
+    if files:
+        for f in files:
+            digest.update(f.name.encode() + _file_sha256(f).encode())
+    else:
+        for name, tensor in torch_model.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    digest.update(json.dumps({"grayscale": bool(getattr(em, "grayscale", False)),
+                              "preprocess": repr(getattr(em, "preprocess", None))}, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """``$EMOCAP_CACHE_DIR/features``, else ``$XDG_CACHE_HOME/emocap/features``, else ``~/.cache/emocap/features``."""
+    if os.environ.get("EMOCAP_CACHE_DIR"):
+        return Path(os.environ["EMOCAP_CACHE_DIR"]).expanduser() / "features"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "emocap" / "features"
+
+
+class FeatureCache:
+    """Feature sets on disk, keyed by everything that determines them (see the module docstring)."""
+
+    def __init__(self, folder: Union[str, Path, None] = None):
+        self.folder = Path(folder) if folder is not None else default_cache_dir()
+
+    @staticmethod
+    def key(fingerprint: str, benchmark: str, split: Optional[str], root, info: dict, limit: Optional[int],
+            view: Optional[str]) -> str:
+        """The cache key (hex) of one extraction."""
+        root_text = str(Path(root).expanduser().resolve()) if root is not None and Path(str(root)).exists() else str(root)
+        payload = {"format": CACHE_FORMAT, "model": fingerprint, "benchmark": benchmark, "split": split,
+                   "root": root_text, "options": info.get("options"), "protocol": info.get("protocol"),
+                   "limit": limit, "view": view or "none"}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+    def _paths(self, key: str) -> Tuple[Path, Path]:
+        return self.folder / f"{key}.npz", self.folder / f"{key}.json"
+
+    def load(self, key: str) -> Optional[FeatureSet]:
+        """The cached set for ``key``, or None (missing or unreadable entries are ignored, never trusted)."""
+        arrays_path, meta_path = self._paths(key)
+        if not (arrays_path.is_file() and meta_path.is_file()):
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            with np.load(arrays_path, allow_pickle=False) as arrays:
+                soft = arrays["soft_labels"] if "soft_labels" in arrays.files else None
+                fs = FeatureSet(arrays["features"], arrays["counts"], arrays["labels"], meta["classes"],
+                                meta["sources"], soft, meta.get("groups", {}),
+                                [tuple(p) for p in meta.get("skipped", [])], meta.get("kind", "features"), True)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            return None
+        if len(fs.sources) != len(fs.labels) or int(fs.counts.sum()) != fs.features.shape[0]:
+            return None
+        return fs
+
+    def save(self, key: str, fs: FeatureSet, description: Optional[dict] = None) -> Path:
+        """Write ``fs`` under ``key`` atomically (temporary names, then rename); returns the ``.npz`` path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays_path, meta_path = self._paths(key)
+        arrays = {"features": fs.features, "counts": fs.counts, "labels": fs.labels}
+        if fs.soft_labels is not None:
+            arrays["soft_labels"] = fs.soft_labels
+        tmp_arrays = arrays_path.with_name(f".{arrays_path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp_arrays, **arrays)
+        meta = {"classes": fs.classes, "sources": fs.sources, "groups": fs.groups,
+                "skipped": [list(p) for p in fs.skipped], "kind": fs.kind, "describe": description or {}}
+        tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp.json")
+        tmp_meta.write_text(json.dumps(meta, default=str), encoding="utf-8")
+        os.replace(tmp_meta, meta_path)
+        os.replace(tmp_arrays, arrays_path)
+        return arrays_path
+
+
+def classifier_encoder(classifier, batch_size: int) -> Tuple[Callable[[List], np.ndarray], str]:
+    """``(encode, kind)`` for a classifier: its image features when it has an encoder (``encode_images`` and
+    ``probs_from_features``, as :class:`emocap.ZeroShotClassifier`), else its class probabilities."""
+    if hasattr(classifier, "encode_images") and hasattr(classifier, "probs_from_features"):
+        return (lambda images: classifier.encode_images(images, batch_size=batch_size)), "features"
+    return (lambda images: classifier.predict_proba(images, batch_size=batch_size)), "probabilities"
+
+
+def encode_benchmark(
+    classifier,
+    bench,
+    data: BenchmarkData,
+    root=None,
+    split: Optional[str] = None,
+    batch_size: int = 64,
+    view: Optional[str] = None,
+    limit: Optional[int] = None,
+    cache: Optional[FeatureCache] = None,
+    progress: bool = True,
+) -> FeatureSet:
+    """The features of ``data`` (already limited) for ``classifier``, read from ``cache`` when present there.
+
+    Only feature encoders with a model fingerprint are cached (class probabilities depend on the prompts).
+    """
+    encode, kind = classifier_encoder(classifier, batch_size)
+    key = None
+    if cache is not None and kind == "features":
+        fingerprint = model_fingerprint(classifier)
+        if fingerprint is not None:
+            key = cache.key(fingerprint, bench.name, split, root, data.info, limit, view)
+            cached = cache.load(key)
+            if cached is not None:
+                return cached
+    desc = f"{bench.name}/{split or '-'}" + (f" [{view}]" if view else "")
+    fs = extract_features(encode, data, batch_size=batch_size, view=view, progress=progress, kind=kind, desc=desc)
+    if key is not None and len(fs):
+        cache.save(key, fs, {"model_id": str(getattr(classifier, "model_id", "")), "benchmark": bench.name,
+                             "split": split, "view": view, "limit": limit})
+    return fs

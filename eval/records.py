@@ -1,0 +1,133 @@
+"""Result records: metrics of one run plus everything needed to compare runs, written as one JSON per run.
+
+Flow: a protocol (:mod:`emocap.eval.zeroshot`, :mod:`emocap.eval.probe`) turns a
+:class:`~emocap.eval.features.FeatureSet` into class probabilities -> :func:`scored_record` (metrics from
+:mod:`emocap.eval.metrics`, soft-label and per-group metrics where the data has them, versions, provenance) ->
+:func:`write_result` -> ``results/<model>__<benchmark>__<split>__<protocol>[__<view>]__<prompt hash>.json`` ->
+``emocap eval build`` (:mod:`emocap.eval.build`).
+
+File names never collide between runs that differ in model, benchmark, split, protocol, image view, prompt set,
+renamed class names or sample limit; a rerun of the same run gets a timestamp suffix instead of overwriting.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, Optional, Union
+
+import numpy as np
+
+import emocap
+
+from .features import FeatureSet
+from .metrics import classification_metrics, group_metrics, soft_label_metrics
+
+__all__ = ["scored_record", "result_filename", "write_result", "existing_result", "versions"]
+
+
+def _version(dist: str) -> Optional[str]:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> Dict[str, Optional[str]]:
+    """Versions of the packages that determine a result."""
+    return {
+        "emocap": emocap.__version__,
+        "torch": _version("torch"),
+        "open_clip": _version("open_clip_torch"),
+        "numpy": np.__version__,
+        "scikit-learn": _version("scikit-learn"),
+        "python": platform.python_version(),
+    }
+
+
+def scored_record(header: Dict[str, object], fs: FeatureSet, probs: np.ndarray) -> Dict[str, object]:
+    """``header`` (model_id, benchmark, split, protocol, ...) + metrics of ``probs`` ([N, C]) against ``fs``.
+
+    Adds soft-label metrics when ``fs`` carries vote distributions and per-group metrics for each group
+    attribute except ``subject`` (folds, not groups).
+    """
+    record = dict(header)
+    record.update(classification_metrics(fs.labels, probs, fs.classes))
+    if fs.soft_labels is not None:
+        record.update(soft_label_metrics(fs.soft_labels, probs))
+    groups = {name: group_metrics(fs.labels, probs, values, fs.classes)
+              for name, values in fs.groups.items() if name != "subject" and any(v is not None for v in values)}
+    if groups:
+        record["groups"] = groups
+    record["n_skipped"] = len(fs.skipped)
+    record["skipped"] = [[str(s), str(r)] for s, r in fs.skipped]
+    record["features_from_cache"] = fs.from_cache
+    record["versions"] = versions()
+    record["timestamp"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return record
+
+
+def _slug(text: str, max_len: int = 60) -> str:
+    """A file-name-safe version of ``text`` (model ids can be paths or ``hf-hub:org/repo``)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-._") or "none"
+    if len(slug) > max_len:
+        slug = slug[-max_len:].lstrip("-._")  # the end of a path names the model best
+    return slug
+
+
+def result_filename(record: Dict[str, object]) -> str:
+    """``<model>__<benchmark>__<split>__<protocol>[__<view>]__<prompt hash>[__names-<h>][__limit<N>].json``."""
+    parts = [record.get("model_id"), record.get("benchmark"), record.get("split") or "all", record.get("protocol")]
+    if record.get("view"):
+        parts.append(record["view"])
+    parts.append(record.get("prompt_hash") or "noprompt")
+    if (record.get("benchmark_info") or {}).get("class_names_renamed_from"):
+        names = ",".join(record.get("labels") or [])
+        parts.append("names-" + hashlib.sha256(names.encode("utf-8")).hexdigest()[:8])
+    if record.get("limit"):
+        parts.append(f"limit{record['limit']}")
+    return "__".join(_slug(p) for p in parts) + ".json"
+
+
+def existing_result(record: Dict[str, object], out_dir: Union[str, Path]) -> Optional[Path]:
+    """The result file a run with this header already wrote into ``out_dir`` (for ``--skip-existing``), or None."""
+    path = Path(out_dir) / result_filename(record)
+    return path if path.is_file() else None
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_result(record: Dict[str, object], out_dir: Union[str, Path]) -> Path:
+    """Write ``record`` as JSON into ``out_dir`` and return the path; never overwrites an existing file.
+
+    The name comes from :func:`result_filename`; when it is taken a UTC timestamp suffix is added (and a counter
+    when that is taken too). Files are created exclusively, so concurrent runs cannot clobber each other.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(record, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+    stem = result_filename(record)[: -len(".json")]
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    candidates = [f"{stem}.json", f"{stem}__{stamp}.json"] + [f"{stem}__{stamp}-{i}.json" for i in range(1, 1000)]
+    for name in candidates:
+        path = out / name
+        try:
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not find a free result file name for {stem} in {out}")
