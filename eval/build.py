@@ -74,7 +74,7 @@ def _variant(record: dict) -> str:
         parts.append("names: " + " ".join(record.get("labels") or []))
     if record.get("prompt_set") and record.get("protocol") == "zeroshot":
         parts.append(f"prompts {record['prompt_set']} {record.get('prompt_hash', '')[:8]}")
-    return " | ".join(parts)
+    return " · ".join(parts)
 
 
 def _column(record: dict) -> str:

@@ -56,3 +56,22 @@ def test_new_label_names_reach_class_descriptions_through_the_taxonomy(classifie
     pred = clf.predict_proba([split.load(r) for r, _ in kept]).argmax(1)
     truth = np.array([("happiness", "anger", "surprise").index(EMOTIONS[c]) for _, c in kept])
     assert (pred == truth).mean() > 0.5  # chance is 1/3
+
+
+def test_suite_numbers_equal_the_classifier_api_on_ferplus_test(classifier, ferplus_dir, tmp_path):
+    """`emocap eval`'s path (features, cache, pooling, label alignment) gives the API's predictions exactly."""
+    from emocap.eval.features import FeatureCache
+    from emocap.eval.metrics import classification_metrics
+    from emocap.eval.zeroshot import evaluate
+
+    cache = FeatureCache(tmp_path / "cache")
+    record = evaluate(classifier, "ferplus", ferplus_dir, limit=SUBSET, progress=False, cache=cache)
+    split = FerPlusSplit(ferplus_dir, "test")
+    kept = split.majority()[:SUBSET]
+    probs = classifier.predict_proba([split.load(r) for r, _ in kept])
+    api = classification_metrics(np.array([c for _, c in kept]), probs, EMOTIONS)
+    for key in ("war", "uar", "macro_f1", "confusion_matrix", "per_class_recall"):
+        assert record[key] == api[key], key
+    assert record["ece"] == pytest.approx(api["ece"], abs=1e-9)
+    again = evaluate(classifier, "ferplus", ferplus_dir, limit=SUBSET, progress=False, cache=cache)
+    assert again["features_from_cache"] and again["confusion_matrix"] == record["confusion_matrix"]
