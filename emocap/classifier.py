@@ -72,13 +72,16 @@ class ZeroShotClassifier:
         labels: Optional[Sequence[str]] = None,
         prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
         device=None,
+        pretrained: Optional[str] = None,
     ) -> "ZeroShotClassifier":
         """Load a model (``None``: the embedded default; ``hf-hub:org/repo``; ``local-dir:/path``; a folder).
 
         ``labels`` may be any names (canonical, synonyms or new words); ``prompts`` a bundled prompt set name, a
         JSON file, a list of templates or a PromptSet (default: the prompts saved with the model).
+        ``pretrained``: with an open_clip architecture name as ``model_id`` (``"ViT-B-16"``), an open_clip
+        pretrained tag (``"openai"``) or a local ``.safetensors`` file: generic CLIP baselines.
         """
-        return cls(load_model(model_id), labels=labels, prompts=prompts, device=device)
+        return cls(load_model(model_id, pretrained=pretrained), labels=labels, prompts=prompts, device=device)
 
     @property
     def model_id(self) -> str:

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 __all__ = [
     "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
     "ModelLoadError", "DEFAULT_MODEL_ID", "CONFIG_NAME", "WEIGHTS_NAME", "encode_text_trimmed",
+    "load_open_clip_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -218,10 +219,71 @@ def resolve_model_dir(model_id: Optional[str], cache_dir: Optional[str] = None) 
     return folder
 
 
-def load_model(
-    model_id: Optional[str] = None, device: Union[str, torch.device, None] = None, cache_dir: Optional[str] = None
+def load_open_clip_model(
+    arch: str, pretrained: str, device: Union[str, torch.device, None] = None, cache_dir: Optional[str] = None
 ) -> EmocapModel:
-    """Load a trained model in ``eval()`` mode. See the module docstring for accepted ids."""
+    """Any open_clip architecture with open_clip's pretrained weights (baselines such as ``ViT-B-16`` + ``openai``).
+
+    ``pretrained`` is an open_clip pretrained tag (its weights come from the tag's Hugging Face hub repo, as
+    safetensors only), a local ``.safetensors`` file of the architecture, or ``random`` (random weights, for
+    timing only; never implied). The model has no emocap keys: RGB input, the bundled prompts.
+    """
+    cfg = open_clip.get_model_config(arch)
+    if cfg is None:
+        raise ModelLoadError(f"unknown open_clip architecture {arch!r} (see open_clip.list_models())")
+    pp_cfg = {k: v for k, v in (cfg.get("preprocess_cfg") or {}).items()}
+    state = None
+    model_id = f"{arch}/{pretrained}"
+    if pretrained == "random":
+        pass
+    elif pretrained.endswith(".safetensors"):
+        if not Path(pretrained).is_file():
+            raise ModelLoadError(f"weights file {pretrained} does not exist")
+        state = load_file(pretrained, device="cpu")
+        model_id = f"{arch}/{Path(pretrained).name}"
+    else:
+        pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
+        if not pcfg:
+            tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+            raise ModelLoadError(f"open_clip has no pretrained tag {pretrained!r} for {arch}; tags: {tags}")
+        repo = (pcfg.get("hf_hub") or "").strip("/")
+        if not repo:
+            raise ModelLoadError(f"{arch}/{pretrained} is only published as a pickled checkpoint URL; emocap "
+                                 "loads safetensors from the Hugging Face hub only")
+        folder = resolve_model_dir(f"hf-hub:{repo}", cache_dir=cache_dir)
+        if (folder / CONFIG_NAME).is_file():
+            return load_model(f"local-dir:{folder}", device=device)
+        files = [f for f in (folder / WEIGHTS_NAME, folder / "model.safetensors") if f.is_file()]
+        if not files:
+            raise ModelLoadError(f"hf-hub:{repo} has no safetensors weights; emocap never unpickles downloads")
+        state = load_file(str(files[0]), device="cpu")
+        pp_cfg.update({k: pcfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if pcfg.get(k)})
+    pp = default_preprocess_cfg({**cfg, "preprocess_cfg": {"mean": (0.48145466, 0.4578275, 0.40821073),
+                                                           "std": (0.26862954, 0.26130258, 0.27577711),
+                                                           **pp_cfg}})
+    em = build_from_config(cfg, model_id=model_id, preprocess_cfg=pp)
+    if state is not None:
+        try:
+            em.model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
+            raise ModelLoadError(f"{model_id}: weights do not match the {arch} config ({detail})") from None
+    em.model.float().eval()
+    if device is not None:
+        em.model.to(device)
+    return em
+
+
+def load_model(
+    model_id: Optional[str] = None, device: Union[str, torch.device, None] = None, cache_dir: Optional[str] = None,
+    pretrained: Optional[str] = None,
+) -> EmocapModel:
+    """Load a trained model in ``eval()`` mode. See the module docstring for accepted ids.
+
+    With ``pretrained``, ``model_id`` is an open_clip architecture name (see :func:`load_open_clip_model`).
+    """
+    if pretrained:
+        return load_open_clip_model(model_id, pretrained, device=device, cache_dir=cache_dir)
     folder = resolve_model_dir(model_id, cache_dir=cache_dir)
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():

@@ -67,6 +67,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="model id: a bundled model name, hf-hub:org/repo, local-dir:/path or a folder "
                         "(default: the embedded default model); any open_clip model saved in the hub format, "
                         "e.g. hf-hub:timm/vit_base_patch16_clip_224.openai, runs through the same harness")
+    p.add_argument("--pretrained", default=None,
+                   help="with an open_clip architecture as --model (e.g. ViT-B-16): an open_clip pretrained tag "
+                        "(e.g. openai; safetensors from the hub only) or a local .safetensors file: generic CLIP "
+                        "baselines through the same harness")
     p.add_argument("--benchmark", nargs="+", default=["ferplus"], choices=benchmark_names(), metavar="NAME",
                    help="benchmark registry name(s) (default: ferplus); see the list below")
     p.add_argument("--root", nargs="+", default=None,
@@ -127,7 +131,8 @@ def build_classifier(args: argparse.Namespace, labels: Sequence[str]):
 
     try:
         clf = ZeroShotClassifier.from_pretrained(
-            model_id=args.model, labels=list(labels), prompts=args.prompts, device=args.device
+            model_id=args.model, labels=list(labels), prompts=args.prompts, device=args.device,
+            pretrained=getattr(args, "pretrained", None),
         )
     except ModelLoadError as e:
         raise ModelUnavailable(str(e)) from None

@@ -234,3 +234,30 @@ def test_hub_offline_error(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="hf-hub:nobody/no-such-emocap-model"):
         load_model("hf-hub:nobody/no-such-emocap-model", cache_dir=str(tmp_path))
+
+
+def test_open_clip_baselines_load_by_architecture_and_pretrained(tmp_path, monkeypatch):
+    """Generic open_clip models: a local .safetensors of an architecture; hub tags fail clearly offline."""
+    from safetensors.torch import save_file
+
+    from emocap import ZeroShotClassifier
+    from emocap.models import ModelLoadError, create_model, load_open_clip_model
+
+    source = create_model("emocap-tiny")
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in source.model.state_dict().items()}, str(weights))
+    clf = ZeroShotClassifier.from_pretrained("emocap-tiny", pretrained=str(weights), labels=["joy", "calm"],
+                                             device="cpu")
+    assert clf.model_id == "emocap-tiny/tiny.safetensors" and not clf.model.grayscale
+    for name, tensor in clf.model.model.state_dict().items():
+        assert torch.equal(tensor, source.model.state_dict()[name].float()), name
+    assert clf.predict_proba(Image.new("RGB", (50, 50), (10, 200, 30))).shape == (1, 2)
+    with pytest.raises(ModelLoadError, match="no pretrained tag 'nope'.*openai"):
+        load_open_clip_model("ViT-B-16", "nope")
+    with pytest.raises(ModelLoadError, match="unknown open_clip architecture"):
+        load_open_clip_model("ViT-Q-99", "openai")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_open_clip_model("emocap-tiny", str(tmp_path / "missing.safetensors"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="cannot fetch hf-hub:timm/"):
+        load_open_clip_model("ViT-B-16", "openai", cache_dir=str(tmp_path / "hub"))
