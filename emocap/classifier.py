@@ -172,29 +172,44 @@ class ZeroShotClassifier:
         batch_size: int = 64,
         detect_faces: bool = False,
         margin: float = 0.2,
+        no_face: str = "raise",
     ) -> List:
         """Per image, ``[{"label", "score"}, ...]`` sorted by score (the transformers zero-shot pipeline shape).
 
         With ``detect_faces=True``, per image a list of faces, each ``{"box": [x0, y0, x1, y1], "face_score",
-        "predictions": [...]}``; an image without a face raises :class:`NoFaceFoundError` naming it (batch
-        callers such as the CLI catch it per image).
+        "predictions": [...]}``. Photos are loaded and searched for faces in parallel threads and all face crops
+        are classified in batches. An image without a face raises :class:`NoFaceFoundError` naming it, or with
+        ``no_face="empty"`` gets an empty list (batch callers such as the CLI report it and go on).
         """
         images = self._as_list(images)
         if not detect_faces:
             return [self._ranked(p, top_k) for p in self.predict_proba(images, batch_size=batch_size)]
-        results = []
-        for i, item in enumerate(images):
+        if no_face not in ("raise", "empty"):
+            raise ValueError(f"no_face must be 'raise' or 'empty', got {no_face!r}")
+
+        def find(item):
             photo = load_image(item)
-            faces = face_detection.detect_faces(photo)
-            if not faces:
+            return photo, face_detection.detect_faces(photo)
+
+        workers = max(1, min(self.decode_workers, len(images)))
+        with ThreadPoolExecutor(workers) as pool:  # OpenCV and PIL release the GIL while they work
+            found = list(pool.map(find, images))
+        crops, owners = [], []
+        for i, (item, (photo, faces)) in enumerate(zip(images, found)):
+            if not faces and no_face == "raise":
                 name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"image {i}"
                 raise NoFaceFoundError(f"{name}: no face found")
-            crops = [face_detection.crop_face(photo, f, margin=margin) for f in faces]
-            probs = self.predict_proba(crops, batch_size=batch_size)
-            results.append(
-                [{**{"box": list(f.box), "face_score": round(f.score, 3)}, "predictions": self._ranked(p, top_k)}
-                 for f, p in zip(faces, probs)]
-            )
+            for face in faces:
+                crops.append(face_detection.crop_face(photo, face, margin=margin))
+                owners.append(i)
+        probs = self.predict_proba(crops, batch_size=batch_size) if crops else np.zeros((0, len(self.labels)))
+        results: List[list] = [[] for _ in images]
+        k = 0
+        for i, (_, faces) in enumerate(found):
+            for face in faces:
+                results[i].append({"box": list(face.box), "face_score": round(face.score, 3),
+                                   "predictions": self._ranked(probs[k], top_k)})
+                k += 1
         return results
 
     def _ranked(self, probs: np.ndarray, top_k: Optional[int]) -> List[dict]:

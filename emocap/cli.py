@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 import json
 import sys
 from typing import List, Optional
@@ -52,8 +53,8 @@ def _add_classify(subparsers):
 
 
 def _run_classify(args) -> int:
-    from .classifier import NoFaceFoundError, ZeroShotClassifier
-    from .images import ImageLoadError, expand_inputs, load_image
+    from .classifier import ZeroShotClassifier
+    from .images import ImageLoadError, expand_inputs
     from .models import ModelLoadError
 
     files, problems = expand_inputs(args.inputs)
@@ -62,37 +63,57 @@ def _run_classify(args) -> int:
     except (ModelLoadError, FileNotFoundError, ValueError, KeyError) as e:
         print(f"emocap classify: error: {e}", file=sys.stderr)
         return 2
-    images, names = [], []
-    for f in files:  # load each file once, so a bad file is skipped rather than failing its batch
-        try:
-            images.append(load_image(f))
-            names.append(str(f))
-        except ImageLoadError as e:
-            problems.append((e.source, e.reason))
-    results = []
-    if args.detect_faces:
-        for name, im in zip(names, images):
-            try:
-                results.append((name, clf.predict(im, top_k=args.top_k, detect_faces=True)[0]))
-            except NoFaceFoundError:
-                problems.append((name, "no face found"))
-    else:
-        preds = clf.predict(images, top_k=args.top_k, batch_size=args.batch_size) if images else []
-        results = list(zip(names, preds))
-    for name, pred in results:
-        if args.json:
-            key = "faces" if args.detect_faces else "predictions"
-            print(json.dumps({"file": name, key: pred}))
-        elif args.detect_faces:
-            for k, face in enumerate(pred):
-                print(f"{name} face {k} {face['box']}: " + _fmt(face["predictions"]))
-        else:
-            print(f"{name}: " + _fmt(pred))
+    n_done = 0
+    # stream: load, classify and print one chunk at a time, so memory stays flat on folders of any size
+    chunk_size = max(args.batch_size, 1) * 4
+    with ThreadPoolExecutor(clf.decode_workers) as pool:
+        for start in range(0, len(files), chunk_size):
+            chunk = files[start:start + chunk_size]
+            images, names = [], []
+            for f, loaded in zip(chunk, pool.map(_try_load, chunk)):
+                if isinstance(loaded, ImageLoadError):
+                    problems.append((loaded.source, loaded.reason))
+                else:
+                    images.append(loaded)
+                    names.append(str(f))
+            if not images:
+                continue
+            if args.detect_faces:
+                preds = clf.predict(images, top_k=args.top_k, batch_size=args.batch_size, detect_faces=True,
+                                    no_face="empty")
+            else:
+                preds = clf.predict(images, top_k=args.top_k, batch_size=args.batch_size)
+            for name, pred in zip(names, preds):
+                if args.detect_faces and not pred:
+                    problems.append((name, "no face found"))
+                    continue
+                n_done += 1
+                _print_prediction(name, pred, args)
     for where, reason in problems:
         print(f"skipped {where}: {reason}", file=sys.stderr)
     if problems:
-        print(f"classified {len(results)} images, skipped {len(problems)}", file=sys.stderr)
-    return 0 if results or not problems else 1
+        print(f"classified {n_done} images, skipped {len(problems)}", file=sys.stderr)
+    return 0 if n_done or not problems else 1
+
+
+def _try_load(path):
+    from .images import ImageLoadError, load_image
+
+    try:
+        return load_image(path)
+    except ImageLoadError as e:
+        return e
+
+
+def _print_prediction(name: str, pred, args) -> None:
+    if args.json:
+        key = "faces" if args.detect_faces else "predictions"
+        print(json.dumps({"file": name, key: pred}), flush=False)
+    elif args.detect_faces:
+        for k, face in enumerate(pred):
+            print(f"{name} face {k} {face['box']}: " + _fmt(face["predictions"]))
+    else:
+        print(f"{name}: " + _fmt(pred))
 
 
 def _fmt(preds) -> str:

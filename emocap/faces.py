@@ -7,7 +7,7 @@ detector is OpenCV's Haar cascade (ships inside ``opencv-python-headless<5``, wo
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -39,12 +39,27 @@ class FaceBox:
         return {"box": list(self.box), "score": round(float(self.score), 4)}
 
 
-@functools.lru_cache(maxsize=1)
+try:  # imported here, in the importing thread: cv2's bootstrap is not safe to run first from worker threads
+    import cv2
+except ImportError:  # pragma: no cover - opencv is a core dependency
+    cv2 = None
+
+_IMPORT_LOCK = threading.Lock()
+_PER_THREAD = threading.local()
+
+
 def _cascade():
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - opencv is a core dependency
-        raise FaceDetectionError(f"face detection needs opencv-python-headless<5 ({e})") from None
+    """This thread's Haar cascade (OpenCV's detector objects are not shared across threads)."""
+    cascade = getattr(_PER_THREAD, "cascade", None)
+    if cascade is None:
+        with _IMPORT_LOCK:  # a first import of cv2 from several threads at once can see a half-made module
+            cascade = _PER_THREAD.cascade = _load_cascade()
+    return cascade
+
+
+def _load_cascade():
+    if cv2 is None:  # pragma: no cover - opencv is a core dependency
+        raise FaceDetectionError("face detection needs opencv-python-headless<5")
     path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():
@@ -56,8 +71,6 @@ def _cascade():
 
 def detect_faces(image: Image.Image, min_size: int = 24, max_side: int = 1024, min_score: float = 0.0) -> List[FaceBox]:
     """Faces in an RGB image, largest first. The image is downscaled to ``max_side`` for speed."""
-    import cv2
-
     gray = np.asarray(image.convert("L"))
     scale = 1.0
     if max(gray.shape) > max_side:

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
+import cv2  # imported by the importing thread: cv2's bootstrap is unsafe when first run from a worker thread
 from PIL import Image
 
 from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
@@ -78,8 +79,6 @@ def load_frame_files(paths: Sequence[Path], source: str) -> ClipFrames:
 
 
 def _decode(cap, wanted: Optional[set]) -> List[Image.Image]:
-    import cv2
-
     frames = []
     i = 0
     last = max(wanted) if wanted else None
@@ -96,8 +95,6 @@ def _decode(cap, wanted: Optional[set]) -> List[Image.Image]:
 
 def read_video_frames(path: Path, k: int = DEFAULT_FRAMES, source: Optional[str] = None) -> ClipFrames:
     """``k`` uniformly sampled RGB frames of a video file, decoded with OpenCV; raises ImageLoadError naming it."""
-    import cv2
-
     source = source or str(path)
     if not Path(path).is_file():
         raise ImageLoadError(source, "video file not found")
