@@ -11,6 +11,10 @@ disk to class scores, text features computed once beforehand):
 * the same weights called directly through open_clip in a plain loop (the floor for emocap's overhead);
 * the transformers ``zero-shot-image-classification`` pipeline on a CLIPModel built from a ViT-B/16 config
   (transformers has no CLIP ResNet tower, so this row exists for the ViT-B-16 size only);
+* ``emocap eval`` on FER+ test end to end (a fresh process: start-up, model load, decode, encode, metrics), then
+  again with a second prompt set reading the cached image features (``--ferplus``);
+* peak resident memory of ``emocap classify`` over 1,000 and 10,000 image files (``--memory``): it streams, so
+  the two should be about equal;
 
 and prints a table with the ratios and each model's FLOPs per image beside the achieved rate, as a fraction of
 what this CPU does on a large fp32 matrix product.
@@ -134,6 +138,48 @@ def pipeline_rate(paths, batch: int, workdir: Path) -> float:
     return rate(run, len(paths), repeats=1)
 
 
+def eval_times(ferplus: str, workdir: Path) -> dict:
+    """Seconds for `emocap eval` on FER+ test in a fresh process: cold (encode) and cached (second prompt set)."""
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "emocap.cli", "eval", "--root", ferplus, "--out", str(workdir / "results"),
+            "--cache-dir", str(workdir / "cache"), "--no-progress"]
+    times = {}
+    for name, extra in (("eval_ferplus_test_s", []), ("eval_ferplus_test_cached_s", ["--no-descriptions"])):
+        t0 = time.perf_counter()
+        done = subprocess.run(base + extra, capture_output=True, text=True)
+        times[name] = time.perf_counter() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"emocap eval failed: {done.stderr[-2000:]}")
+        print(done.stdout.strip().splitlines()[0], flush=True)
+    return times
+
+
+MEMORY_PROBE = """
+import resource, subprocess, sys
+out = subprocess.run([sys.executable, "-m", "emocap.cli", "classify", sys.argv[1], "--top-k", "1"],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+assert out.returncode == 0, out.stderr[-2000:]
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def classify_peak_rss_mb(paths, n: int, workdir: Path) -> float:
+    """Peak RSS (MB) of `emocap classify FOLDER` over ``n`` image files (hard links to ``paths``, cycled)."""
+    import subprocess
+    import sys
+
+    folder = workdir / f"mem{n}"
+    folder.mkdir()
+    for i in range(n):
+        os.link(paths[i % len(paths)], folder / f"{i:05d}.png")
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(folder)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return int(done.stdout.strip()) / 1024.0
+
+
 def flops_per_image(model, size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -157,6 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--ferplus", default=None, help="FER+ root (FER2013Test/ or .tar) for real face files")
     p.add_argument("--images", type=int, default=256, help="number of image files (default 256)")
     p.add_argument("--skip-vit", action="store_true", help="only the default model (the ViT-B-16 rows take minutes)")
+    p.add_argument("--memory", action="store_true", help="also measure peak memory over 1,000 and 10,000 files")
     p.add_argument("--out", default=None, help="write the measurements as JSON here")
     args = p.parse_args(argv)
 
@@ -185,6 +232,13 @@ def main(argv=None) -> int:
                 row["cpu_fraction"] = row["emocap"] * flops / peak
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+        extra = {}
+        if args.ferplus:
+            extra.update(eval_times(args.ferplus, tmp))
+        if args.memory:
+            for n in (1000, 10000):
+                extra[f"classify_{n}_files_peak_rss_mb"] = classify_peak_rss_mb(paths, n, tmp)
+                print(f"classify {n} files: peak RSS {extra[f'classify_{n}_files_peak_rss_mb']:.0f} MB", flush=True)
     print(f"\nCPU: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'model':20s} {'batch':>5s} {'emocap img/s':>13s} {'open_clip':>10s} {'pipeline':>9s} "
           f"{'emocap/oc':>9s} {'emocap/pipe':>11s} {'GFLOP/img':>9s} {'of peak':>8s}")
@@ -195,9 +249,11 @@ def main(argv=None) -> int:
         print(f"{r['model']:20s} {r['batch']:5d} {r['emocap']:13.1f} {r['open_clip_loop']:10.1f} {pipe_text} "
               f"{r['emocap'] / r['open_clip_loop']:9.2f} {ratio_text} {r['gflops_per_image']:9.3f} "
               f"{r['cpu_fraction']:8.1%}")
+    for key, value in extra.items():
+        print(f"{key:40s} {value:10.1f}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"peak_flops": peak, "rows": rows}, indent=1))
+        Path(args.out).write_text(json.dumps({"peak_flops": peak, "rows": rows, **extra}, indent=1))
     return 0
 
 

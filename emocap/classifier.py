@@ -132,22 +132,22 @@ class ZeroShotClassifier:
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
         """[N, D] L2-normalised image features. Raises ImageLoadError naming the first bad input.
 
-        Decoding and preprocessing run in a small thread pool (PIL releases the GIL while decoding), overlapping
-        with the model on the next batch's inputs.
+        Each batch is decoded and preprocessed by a small thread pool (PIL releases the GIL while decoding), then
+        encoded. Decoding deliberately does not overlap the encoder: torch's intra-op threads use every core, and
+        on small CPUs oversubscribing them costs more than the overlap saves (measured in benchmarks/speed.py).
+        Only one batch of decoded images is held at a time, so memory stays flat for any number of files.
         """
         out = []
-        chunks = [images[s:s + batch_size] for s in range(0, len(images), batch_size)]
-        if len(images) > 1 and self.decode_workers > 1:
-            with ThreadPoolExecutor(self.decode_workers) as pool:
-                pending = [pool.map(self._load_and_prepare, c) for c in chunks[:2]]
-                for i in range(len(chunks)):
-                    batch = list(pending[i])
-                    if i + 2 < len(chunks):
-                        pending.append(pool.map(self._load_and_prepare, chunks[i + 2]))
-                    out.append(self._encode_tensors(batch).cpu())
-        else:
-            for chunk in chunks:
-                out.append(self._encode_tensors([self._load_and_prepare(im) for im in chunk]).cpu())
+        workers = self.decode_workers if len(images) > 1 else 1
+        pool = ThreadPoolExecutor(workers) if workers > 1 else None
+        try:
+            for s in range(0, len(images), batch_size):
+                chunk = images[s:s + batch_size]
+                batch = list(pool.map(self._load_and_prepare, chunk)) if pool else [self._load_and_prepare(im) for im in chunk]
+                out.append(self._encode_tensors(batch).cpu())
+        finally:
+            if pool is not None:
+                pool.shutdown()
         if not out:
             return np.zeros((0, self.text_features.shape[1]), dtype=np.float32)
         return torch.cat(out).numpy()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import tarfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -122,6 +123,7 @@ class FerPlusSplit:
         self.split = split
         self.source = self._locate(Path(root), SPLITS[split])
         self._tar: Optional[tarfile.TarFile] = None
+        self._tar_lock = threading.Lock()  # one file handle: member reads must not interleave across threads
         self._members: Dict[str, tarfile.TarInfo] = {}
         label_text = self._read_text("label.csv")
         self.records, self.problems = parse_label_rows(label_text, f"{self.source}/label.csv")
@@ -151,10 +153,11 @@ class FerPlusSplit:
     def _read_bytes(self, name: str) -> bytes:
         if self.source.is_dir():
             return (self.source / name).read_bytes()
-        tar = self._open_tar()
-        if name not in self._members:
-            raise FileNotFoundError(f"{self.source}: no member {name}")
-        return tar.extractfile(self._members[name]).read()
+        with self._tar_lock:
+            tar = self._open_tar()
+            if name not in self._members:
+                raise FileNotFoundError(f"{self.source}: no member {name}")
+            return tar.extractfile(self._members[name]).read()
 
     def _read_text(self, name: str) -> str:
         try:

@@ -19,10 +19,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from queue import Queue
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -105,47 +104,24 @@ def pool_rows(rows: np.ndarray, counts: Sequence[int]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- extraction
 
-def _load_batch(samples, view: Optional[ImageView]):
-    """Decode a batch of samples (stills count as one-frame clips) and apply the view to every frame."""
-    clips, labels, sources, problems = load_clips(samples)
-    kept_samples = {s.source: s for s in samples}
-    if view is not None:
-        clips = [[view(im) for im in clip] for clip in clips]
-    return clips, labels, sources, problems, [kept_samples[s] for s in sources]
-
-
-def _prefetch(samples, batch_size: int, view: Optional[ImageView]):
-    """Yield decoded batches; a background thread decodes batch i+1 while the caller encodes batch i."""
-    queue: Queue = Queue(maxsize=2)
-    stop = threading.Event()
-
-    def work():
-        try:
-            for i in range(0, len(samples), batch_size):
-                if stop.is_set():
-                    return
-                chunk = samples[i:i + batch_size]
-                queue.put((len(chunk), _load_batch(chunk, view)))
-        except BaseException as e:  # surfaced in the consumer
-            queue.put(e)
-        queue.put(None)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # drain so the worker can finish its put and exit
-            while not queue.empty():
-                queue.get_nowait()
-            thread.join(timeout=0.05)
+def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExecutor]):
+    """Decode a batch of samples (stills count as one-frame clips), in parallel threads when ``pool`` is given,
+    and apply the view to every frame. Decoding does not overlap the encoder: on a small CPU the encoder's own
+    threads need every core, and oversubscribing them costs more than the overlap gains."""
+    if pool is None or len(samples) < 2:
+        parts = [load_clips([s]) for s in samples]
+    else:
+        parts = list(pool.map(lambda s: load_clips([s]), samples))
+    clips, labels, sources, problems, kept = [], [], [], [], []
+    for sample, (c, l, src, probs) in zip(samples, parts):
+        problems.extend(probs)
+        if c:
+            frames = [view(im) for im in c[0]] if view is not None else c[0]
+            clips.append(frames)
+            labels.extend(l)
+            sources.extend(src)
+            kept.append(sample)
+    return clips, labels, sources, problems, kept
 
 
 def extract_features(
@@ -156,12 +132,16 @@ def extract_features(
     progress: bool = True,
     kind: str = "features",
     desc: Optional[str] = None,
+    decode_workers: Optional[int] = None,
 ) -> FeatureSet:
     """Encode every sample of ``data`` with ``encode(list_of_pil_images) -> [n, D]``.
 
     Images that fail to load are skipped and listed in ``skipped`` (with the loader's own problems); a clip is
     kept when at least one frame decodes. ``view`` (name or callable) transforms each image before encoding.
+    ``decode_workers`` threads decode each batch (default: the number of CPU cores, at most 4).
     """
+    if decode_workers is None:
+        decode_workers = min(4, os.cpu_count() or 1)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     view_fn = get_view(view) if isinstance(view, str) else view
@@ -174,8 +154,12 @@ def extract_features(
         group_names = ["subject"] + group_names
     groups = {g: [] for g in group_names}
     bar = tqdm(total=len(data.samples), desc=desc or "encoding", unit="img", disable=not progress)
+    pool = ThreadPoolExecutor(decode_workers) if decode_workers > 1 else None
     try:
-        for n_chunk, (clips, chunk_labels, chunk_sources, problems, kept) in _prefetch(data.samples, batch_size, view_fn):
+        for start in range(0, len(data.samples), batch_size):
+            chunk = data.samples[start:start + batch_size]
+            clips, chunk_labels, chunk_sources, problems, kept = _load_batch(chunk, view_fn, pool)
+            n_chunk = len(chunk)
             skipped.extend(problems)
             if clips:
                 frames = [im for clip in clips for im in clip]
@@ -194,6 +178,8 @@ def extract_features(
             bar.update(n_chunk)
     finally:
         bar.close()
+        if pool is not None:
+            pool.shutdown()
     dim = rows[0].shape[1] if rows else 0
     return FeatureSet(
         features=np.concatenate(rows) if rows else np.zeros((0, dim), np.float32),

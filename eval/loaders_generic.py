@@ -19,6 +19,7 @@ import functools
 import io
 import json
 import tarfile
+import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -120,9 +121,13 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
 
 # ------------------------------------------------------------------------------------------------ webdataset
 
+_TAR_READ_LOCK = threading.Lock()  # tar members share one file handle: reads must not interleave across threads
+
+
 def _tar_image(tar: tarfile.TarFile, member: tarfile.TarInfo, source: str) -> Image.Image:
     try:
-        data = tar.extractfile(member).read()
+        with _TAR_READ_LOCK:
+            data = tar.extractfile(member).read()
         im = Image.open(io.BytesIO(data))
         im.load()
     except Exception as e:
