@@ -9,8 +9,9 @@ disk to class scores, text features computed once beforehand):
 
 * emocap's ZeroShotClassifier on the embedded default model and on a ViT-B-16-sized model (random weights);
 * the same weights called directly through open_clip in a plain loop (the floor for emocap's overhead);
-* the transformers ``zero-shot-image-classification`` pipeline on a CLIPModel built from a ViT-B/16 config
-  (transformers has no CLIP ResNet tower, so this row exists for the ViT-B-16 size only);
+* the transformers ``zero-shot-image-classification`` pipeline on a randomly initialised CLIPModel of the same
+  size: a ViT-B/16 config, and for the default model (transformers has no CLIP ResNet tower) a 64-px ViT of about
+  the same FLOPs per image with the default's text tower size;
 * ``emocap eval`` on FER+ test end to end (a fresh process: start-up, model load, decode, encode, metrics), then
   again with a second prompt set reading the cached image features (``--ferplus``);
 * peak resident memory of ``emocap classify`` over 1,000 and 10,000 image files (``--memory``): it streams, so
@@ -113,29 +114,65 @@ def clip_tokenizer_files(folder: Path) -> Path:
     return folder
 
 
-def pipeline_rate(paths, batch: int, workdir: Path) -> float:
-    """transformers' zero-shot-image-classification pipeline on a randomly initialised ViT-B/16 CLIPModel."""
+VIT_B16_CONFIG = {
+    "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8, "num_hidden_layers": 12,
+                    "max_position_embeddings": 77, "vocab_size": 49408},
+    "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
+                      "num_hidden_layers": 12, "image_size": 224, "patch_size": 16},
+    "projection_dim": 512,
+}
+# transformers has no CLIP ResNet tower: the default model's counterpart is a ViT of about the same FLOPs per image
+# (64 px, patch 8, width 128, 4 layers: ~0.1 GFLOP) with the default model's text tower size (3 layers, width 128)
+DEFAULT_EQUIVALENT_CONFIG = {
+    "text_config": {"hidden_size": 128, "intermediate_size": 512, "num_attention_heads": 2, "num_hidden_layers": 3,
+                    "max_position_embeddings": 64, "vocab_size": 49408},
+    "vision_config": {"hidden_size": 128, "intermediate_size": 512, "num_attention_heads": 2, "num_hidden_layers": 4,
+                      "image_size": 64, "patch_size": 8},
+    "projection_dim": 128,
+}
+
+
+def pipeline_rate(paths, batch: int, workdir: Path, config: dict) -> tuple:
+    """(images/s, vision GFLOP/image) of transformers' zero-shot-image-classification pipeline on a randomly
+    initialised CLIPModel built from ``config``."""
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, pipeline
 
-    config = CLIPConfig(
-        text_config={"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8, "num_hidden_layers": 12,
-                     "max_position_embeddings": 77, "vocab_size": 49408},
-        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                       "num_hidden_layers": 12, "image_size": 224, "patch_size": 16},
-        projection_dim=512,
-    )
-    model = CLIPModel(config).eval()
+    model = CLIPModel(CLIPConfig(**config)).eval()
+    size = config["vision_config"]["image_size"]
     files = clip_tokenizer_files(workdir)
     tokenizer = CLIPTokenizer(str(files / "vocab.json"), str(files / "merges.txt"))
-    processor = CLIPImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224})
+    processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
     pipe = pipeline("zero-shot-image-classification", model=model, tokenizer=tokenizer, image_processor=processor,
                     device="cpu")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model.get_image_features(pixel_values=torch.rand(1, 3, size, size))
     images = paths  # the pipeline loads files itself
 
     def run():
         pipe(images, candidate_labels=LABELS, hypothesis_template=TEMPLATE, batch_size=batch)
 
-    return rate(run, len(paths), repeats=1)
+    return rate(run, len(paths), repeats=1), counter.get_total_flops() / 1e9
+
+
+def eval_in_process(ferplus: str, workdir: Path) -> dict:
+    """Seconds of `evaluate()` on FER+ test in this process: encoding, cached features, a second prompt set."""
+    from emocap.eval.features import FeatureCache
+    from emocap.eval.zeroshot import evaluate
+
+    clf = ZeroShotClassifier.from_pretrained(device="cpu")
+    cache = FeatureCache(workdir / "cache-in-process")
+    times = {}
+    for name in ("evaluate_ferplus_test_s", "evaluate_ferplus_test_cached_s"):
+        t0 = time.perf_counter()
+        evaluate(clf, "ferplus", ferplus, cache=cache, progress=False)
+        times[name] = time.perf_counter() - t0
+    clf.prompt_set = clf.prompt_set.without_descriptions()
+    t0 = time.perf_counter()
+    evaluate(clf, "ferplus", ferplus, cache=cache, progress=False)
+    times["evaluate_ferplus_test_second_prompt_set_s"] = time.perf_counter() - t0
+    return times
 
 
 def eval_times(ferplus: str, workdir: Path) -> dict:
@@ -189,13 +226,16 @@ def flops_per_image(model, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak_flops(n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak_flops(n: int = 3072, trials: int = 3) -> float:
+    """fp32 FLOP/s of a large square matrix product with torch's threads: the best of ``trials`` after a warm-up."""
     a, b = torch.rand(n, n), torch.rand(n, n)
     a @ b
-    t0 = time.perf_counter()
-    for _ in range(repeats):
+    best = float("inf")
+    for _ in range(trials):
+        t0 = time.perf_counter()
         a @ b
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t0)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
 
 
 def main(argv=None) -> int:
@@ -227,13 +267,16 @@ def main(argv=None) -> int:
                 row = {"model": name, "batch": batch, "gflops_per_image": flops / 1e9}
                 row["emocap"] = emocap_rate(clf, paths, batch)
                 row["open_clip_loop"] = open_clip_loop_rate(folder, paths, batch, clf.model.grayscale)
-                if model_id is not None:
-                    row["transformers_pipeline"] = pipeline_rate(paths[: min(len(paths), 64)], batch, tmp)
+                config = VIT_B16_CONFIG if model_id is not None else DEFAULT_EQUIVALENT_CONFIG
+                n_pipe = min(len(paths), 64 if model_id is not None else 256)
+                row["transformers_pipeline"], row["pipeline_gflops_per_image"] = pipeline_rate(
+                    paths[:n_pipe], batch, tmp, config)
                 row["cpu_fraction"] = row["emocap"] * flops / peak
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         extra = {}
         if args.ferplus:
+            extra.update(eval_in_process(args.ferplus, tmp))
             extra.update(eval_times(args.ferplus, tmp))
         if args.memory:
             for n in (1000, 10000):
@@ -241,14 +284,14 @@ def main(argv=None) -> int:
                 print(f"classify {n} files: peak RSS {extra[f'classify_{n}_files_peak_rss_mb']:.0f} MB", flush=True)
     print(f"\nCPU: {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'model':20s} {'batch':>5s} {'emocap img/s':>13s} {'open_clip':>10s} {'pipeline':>9s} "
-          f"{'emocap/oc':>9s} {'emocap/pipe':>11s} {'GFLOP/img':>9s} {'of peak':>8s}")
+          f"{'emocap/oc':>9s} {'emocap/pipe':>11s} {'GFLOP/img':>9s} {'pipe GFLOP':>10s} {'of peak':>8s}")
     for r in rows:
-        pipe = r.get("transformers_pipeline")
+        pipe = r.get("transformers_pipeline")  # pipeline GFLOP/image: see pipeline_gflops_per_image in the JSON
         pipe_text = f"{pipe:9.1f}" if pipe else "        -"
         ratio_text = f"{r['emocap'] / pipe:11.2f}" if pipe else "          -"
         print(f"{r['model']:20s} {r['batch']:5d} {r['emocap']:13.1f} {r['open_clip_loop']:10.1f} {pipe_text} "
               f"{r['emocap'] / r['open_clip_loop']:9.2f} {ratio_text} {r['gflops_per_image']:9.3f} "
-              f"{r['cpu_fraction']:8.1%}")
+              f"{r.get('pipeline_gflops_per_image', float('nan')):10.3f} {r['cpu_fraction']:8.1%}")
     for key, value in extra.items():
         print(f"{key:40s} {value:10.1f}")
     if args.out:

@@ -118,7 +118,8 @@ class ZeroShotClassifier:
     # ------------------------------------------------------------------ image side
     def _prepare(self, image: Image.Image) -> torch.Tensor:
         if self.model.grayscale:
-            image = image.convert("L").convert("RGB")
+            # resize the one-channel image; the transform's mode conversion makes it RGB afterwards (same values)
+            image = image.convert("L")
         return self.model.preprocess(image)
 
     @torch.inference_mode()

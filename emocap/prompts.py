@@ -16,6 +16,7 @@ A :class:`PromptSet` combines a template set with an optional description set.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -59,8 +60,8 @@ class PromptSet:
             if t.count("{}") != 1:
                 raise ValueError(f"template {t!r} must contain exactly one '{{}}' placeholder")
 
-    @property
-    def hash(self) -> str:
+    @functools.cached_property
+    def hash(self) -> str:  # computed once: the classifier keys its text-feature cache on it for every call
         """A 16-hex-digit hash of the content (templates, descriptions, whether descriptions are used)."""
         return _content_hash(
             {

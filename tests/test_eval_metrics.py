@@ -94,3 +94,18 @@ def test_uar_and_macro_f1_ignore_classes_absent_from_y_true():
 def test_bad_inputs_are_clear_errors(y, pred, match):
     with pytest.raises(ValueError, match=match):
         classification_metrics(y, pred, NAMES)
+
+
+def test_metrics_equal_scikit_learn_on_random_predictions():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+    rng = np.random.RandomState(7)
+    for n_classes in (2, 5, 8):
+        y = rng.randint(0, n_classes - 1, 300)  # the last class never occurs in y_true
+        pred = rng.randint(0, n_classes, 300)
+        m = classification_metrics(y, pred, [str(i) for i in range(n_classes)])
+        present = sorted(set(y.tolist()))
+        assert m["war"] == pytest.approx(accuracy_score(y, pred))
+        assert m["uar"] == pytest.approx(recall_score(y, pred, labels=present, average="macro", zero_division=0))
+        assert m["macro_f1"] == pytest.approx(f1_score(y, pred, labels=present, average="macro", zero_division=0))
+        assert m["confusion_matrix"] == confusion_matrix(y, pred, labels=list(range(n_classes))).tolist()
