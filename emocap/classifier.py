@@ -20,6 +20,7 @@ from PIL import Image
 from . import taxonomy
 from . import faces as face_detection
 from .images import ImageInput, load_image
+from .inference import optimize_for_inference
 from .models import EmocapModel, encode_text_trimmed, load_model
 from .prompts import PromptSet, load_prompt_set
 
@@ -52,10 +53,16 @@ class ZeroShotClassifier:
         labels: Optional[Sequence[str]] = None,
         prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
         device=None,
+        optimize: bool = False,
     ):
+        """Wrap a loaded model. ``optimize=True`` (what :meth:`from_pretrained` does, since it owns the model it
+        loads) folds batch norms into convolutions and picks channels_last on CPU (:mod:`emocap.inference`);
+        it changes the module in place, so it is off for models passed in by the caller."""
         self.model = model
         self.device = _pick_device(device)
         self.model.model.to(self.device).eval()
+        self.folded_batchnorms, self.channels_last = (
+            optimize_for_inference(self.model.model, self.device) if optimize else (0, False))
         meta = model.meta
         self.labels: List[str] = taxonomy.label_set(labels if labels is not None else meta.get("labels", "basic8"))
         if prompts is None and meta.get("prompts"):
@@ -81,7 +88,8 @@ class ZeroShotClassifier:
         ``pretrained``: with an open_clip architecture name as ``model_id`` (``"ViT-B-16"``), an open_clip
         pretrained tag (``"openai"``) or a local ``.safetensors`` file: generic CLIP baselines.
         """
-        return cls(load_model(model_id, pretrained=pretrained), labels=labels, prompts=prompts, device=device)
+        return cls(load_model(model_id, pretrained=pretrained), labels=labels, prompts=prompts, device=device,
+                   optimize=True)
 
     @property
     def model_id(self) -> str:
@@ -125,6 +133,8 @@ class ZeroShotClassifier:
     @torch.inference_mode()
     def _encode_tensors(self, batch: List[torch.Tensor]) -> torch.Tensor:
         x = torch.stack(batch).to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model.model.encode_image(x, normalize=True).float()
 
     def _load_and_prepare(self, image: ImageInput) -> torch.Tensor:

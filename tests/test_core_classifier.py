@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from emocap.models import load_model
 from PIL import Image
 
 import emocap
@@ -254,3 +256,24 @@ def test_batched_trimmed_text_features_equal_plain_open_clip(tiny_model):
             mean = feats.mean(dim=0)
             expected.append(mean / mean.norm())
     np.testing.assert_allclose(c.text_features.numpy(), torch.stack(expected).numpy(), atol=1e-5)
+
+
+def test_inference_optimisation_keeps_outputs_of_a_conv_tower(tmp_path):
+    """from_pretrained folds conv+BN pairs and uses channels_last; scores stay those of the plain model."""
+    from emocap.models import create_model, save_model
+
+    em = create_model("emocap-rn-small")
+    with torch.no_grad():  # non-trivial batch-norm statistics, as after training
+        for m in em.model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+    em.meta = {"labels": ["happy", "sad", "calm"]}
+    folder = save_model(em, tmp_path / "rn")
+    images = [Image.new("RGB", (48, 48), (i * 60, 100, 200 - i * 50)) for i in range(4)]
+    plain = ZeroShotClassifier(load_model(str(folder)), device="cpu")
+    fast = ZeroShotClassifier.from_pretrained(str(folder), device="cpu")
+    assert plain.folded_batchnorms == 0 and fast.folded_batchnorms > 10 and fast.channels_last
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.model.model.visual.modules())
+    np.testing.assert_allclose(fast.encode_images(images), plain.encode_images(images), atol=1e-4)
