@@ -88,6 +88,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--view", default=None, choices=["none"] + view_names(),
                    help="image view (robustness/cue protocols): upper-face, lower-face (the other half masked) "
                         "or histeq (histogram-equalised)")
+    p.add_argument("--slices", default=None, choices=["none", "face"],
+                   help="face: also report WAR/UAR per face attribute read from landmarks (mouth open, teeth "
+                        "visible, head yaw); needs the captioning extra (dlib landmarks)")
     p.add_argument("--prompts", default=None,
                    help="prompt set: a bundled name or a JSON file (default: the model's own prompts)")
     p.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
@@ -194,9 +197,11 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
         if protocol == "few-shot":
             protocol = f"few-shot-{args.shots}"
         view = None if args.view in (None, "none") else args.view
+        slices = None if args.slices in (None, "none") else args.slices
         if args.skip_existing:
             header = run_header(classifier, bench, split, data, protocol=protocol, view=view, limit=args.limit,
                                 root=root)
+            header["slices"] = slices if args.protocol == PROTOCOL else None
             found = existing_result(header, args.out)
             if found is not None:
                 print(f"{bench.name}/{split or '-'} ({protocol}{', ' + view if view else ''}): result exists, "
@@ -204,7 +209,8 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
                 return 0
         if args.protocol == PROTOCOL:
             record = evaluate(classifier, bench, root=root, split=split, batch_size=args.batch_size,
-                              progress=not args.no_progress, limit=args.limit, data=data, view=view, cache=cache)
+                              progress=not args.no_progress, limit=args.limit, data=data, view=view, cache=cache,
+                              slices=slices)
         else:
             from .probe import evaluate_probe
 

@@ -104,24 +104,30 @@ def pool_rows(rows: np.ndarray, counts: Sequence[int]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------- extraction
 
-def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExecutor]):
+def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExecutor], slicer=None):
     """Decode a batch of samples (stills count as one-frame clips), in parallel threads when ``pool`` is given,
     and apply the view to every frame. Decoding does not overlap the encoder: on a small CPU the encoder's own
     threads need every core, and oversubscribing them costs more than the overlap gains."""
+    def load_one(sample):
+        loaded = load_clips([sample])
+        attrs = slicer(loaded[0][0][0]) if slicer is not None and loaded[0] else None  # first frame, unviewed
+        return loaded, attrs
+
     if pool is None or len(samples) < 2:
-        parts = [load_clips([s]) for s in samples]
+        parts = [load_one(s) for s in samples]
     else:
-        parts = list(pool.map(lambda s: load_clips([s]), samples))
-    clips, labels, sources, problems, kept = [], [], [], [], []
-    for sample, (c, l, src, probs) in zip(samples, parts):
+        parts = list(pool.map(load_one, samples))
+    clips, labels, sources, problems, kept, attributes = [], [], [], [], [], []
+    for sample, ((c, l, src, probs), attrs) in zip(samples, parts):
         problems.extend(probs)
         if c:
+            attributes.append(attrs or {})
             frames = [view(im) for im in c[0]] if view is not None else c[0]
             clips.append(frames)
             labels.extend(l)
             sources.extend(src)
             kept.append(sample)
-    return clips, labels, sources, problems, kept
+    return clips, labels, sources, problems, kept, attributes
 
 
 def extract_features(
@@ -133,12 +139,14 @@ def extract_features(
     kind: str = "features",
     desc: Optional[str] = None,
     decode_workers: Optional[int] = None,
+    slicer: Optional[Callable] = None,
 ) -> FeatureSet:
     """Encode every sample of ``data`` with ``encode(list_of_pil_images) -> [n, D]``.
 
     Images that fail to load are skipped and listed in ``skipped`` (with the loader's own problems); a clip is
     kept when at least one frame decodes. ``view`` (name or callable) transforms each image before encoding.
-    ``decode_workers`` threads decode each batch (default: the number of CPU cores, at most 4).
+    ``decode_workers`` threads decode each batch (default: the number of CPU cores, at most 4). ``slicer``
+    (see :mod:`emocap.eval.slices`) maps each sample's first image to group attributes stored in ``groups``.
     """
     if decode_workers is None:
         decode_workers = min(4, os.cpu_count() or 1)
@@ -153,12 +161,13 @@ def extract_features(
     if any(s.subject is not None for s in data.samples):
         group_names = ["subject"] + group_names
     groups = {g: [] for g in group_names}
+    sliced_rows: List[dict] = []
     bar = tqdm(total=len(data.samples), desc=desc or "encoding", unit="img", disable=not progress)
     pool = ThreadPoolExecutor(decode_workers) if decode_workers > 1 else None
     try:
         for start in range(0, len(data.samples), batch_size):
             chunk = data.samples[start:start + batch_size]
-            clips, chunk_labels, chunk_sources, problems, kept = _load_batch(chunk, view_fn, pool)
+            clips, chunk_labels, chunk_sources, problems, kept, attrs = _load_batch(chunk, view_fn, pool, slicer)
             n_chunk = len(chunk)
             skipped.extend(problems)
             if clips:
@@ -170,16 +179,19 @@ def extract_features(
                 counts.extend(len(c) for c in clips)
                 labels.extend(chunk_labels)
                 sources.extend(chunk_sources)
-                for s in kept:
+                for s, sliced in zip(kept, attrs):
                     if has_soft:
                         soft.append(s.soft_label if s.soft_label is not None else [np.nan] * len(data.classes))
                     for g in group_names:
                         groups[g].append(s.subject if g == "subject" else (s.groups or {}).get(g))
+                    sliced_rows.append(sliced)
             bar.update(n_chunk)
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown()
+    for key in sorted({k for row in sliced_rows for k in row}):
+        groups[key] = [row.get(key) for row in sliced_rows]
     dim = rows[0].shape[1] if rows else 0
     return FeatureSet(
         features=np.concatenate(rows) if rows else np.zeros((0, dim), np.float32),
@@ -252,12 +264,12 @@ class FeatureCache:
 
     @staticmethod
     def key(fingerprint: str, benchmark: str, split: Optional[str], root, info: dict, limit: Optional[int],
-            view: Optional[str]) -> str:
+            view: Optional[str], slices: Optional[str] = None) -> str:
         """The cache key (hex) of one extraction."""
         root_text = str(Path(root).expanduser().resolve()) if root is not None and Path(str(root)).exists() else str(root)
         payload = {"format": CACHE_FORMAT, "model": fingerprint, "benchmark": benchmark, "split": split,
                    "root": root_text, "options": info.get("options"), "protocol": info.get("protocol"),
-                   "limit": limit, "view": view or "none"}
+                   "limit": limit, "view": view or "none", "slices": slices or "none"}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
     def _paths(self, key: str) -> Tuple[Path, Path]:
@@ -318,6 +330,7 @@ def encode_benchmark(
     limit: Optional[int] = None,
     cache: Optional[FeatureCache] = None,
     progress: bool = True,
+    slices: Optional[str] = None,
 ) -> FeatureSet:
     """The features of ``data`` (already limited) for ``classifier``, read from ``cache`` when present there.
 
@@ -328,12 +341,15 @@ def encode_benchmark(
     if cache is not None and kind == "features":
         fingerprint = model_fingerprint(classifier)
         if fingerprint is not None:
-            key = cache.key(fingerprint, bench.name, split, root, data.info, limit, view)
+            key = cache.key(fingerprint, bench.name, split, root, data.info, limit, view, slices)
             cached = cache.load(key)
             if cached is not None:
                 return cached
     desc = f"{bench.name}/{split or '-'}" + (f" [{view}]" if view else "")
-    fs = extract_features(encode, data, batch_size=batch_size, view=view, progress=progress, kind=kind, desc=desc)
+    from .slices import get_slicer
+
+    fs = extract_features(encode, data, batch_size=batch_size, view=view, progress=progress, kind=kind, desc=desc,
+                          slicer=get_slicer(slices))
     if key is not None and len(fs):
         cache.save(key, fs, {"model_id": str(getattr(classifier, "model_id", "")), "benchmark": bench.name,
                              "split": split, "view": view, "limit": limit})

@@ -89,6 +89,8 @@ def result_filename(record: Dict[str, object]) -> str:
     if (record.get("benchmark_info") or {}).get("class_names_renamed_from"):
         names = ",".join(record.get("labels") or [])
         parts.append("names-" + hashlib.sha256(names.encode("utf-8")).hexdigest()[:8])
+    if record.get("slices"):
+        parts.append(f"slices-{record['slices']}")
     if record.get("limit"):
         parts.append(f"limit{record['limit']}")
     return "__".join(_slug(p) for p in parts) + ".json"

@@ -103,6 +103,7 @@ def evaluate(
     data: Optional[BenchmarkData] = None,
     view: Optional[str] = None,
     cache: Optional[FeatureCache] = None,
+    slices: Optional[str] = None,
 ) -> Dict[str, object]:
     """Zero-shot evaluation of ``classifier`` on ``benchmark`` read from ``root``.
 
@@ -117,6 +118,7 @@ def evaluate(
         data: an already loaded :class:`BenchmarkData` (e.g. when the caller needed its class names first).
         view: an image view of :mod:`emocap.eval.views` (``upper-face``, ``lower-face``, ``histeq``).
         cache: a :class:`FeatureCache`; image features are read from it or written to it.
+        slices: per-sample attribute groups to report metrics for (``"face"``: :mod:`emocap.eval.slices`).
 
     Returns:
         The result record: metrics (see :mod:`emocap.eval.metrics`) plus ``model_id``, ``benchmark``, ``split``,
@@ -135,7 +137,7 @@ def evaluate(
         data = data.limit(limit)
         align_labels(classifier.labels, data.classes)  # fail before encoding anything
         fs = encode_benchmark(classifier, bench, data, root=root, split=split, batch_size=batch_size, view=view,
-                              limit=limit, cache=cache, progress=progress)
+                              limit=limit, cache=cache, progress=progress, slices=slices)
     finally:
         if owns_data:
             data.close()
@@ -143,6 +145,8 @@ def evaluate(
         reasons = "; ".join(f"{s}: {r}" for s, r in fs.skipped[:5])
         raise RuntimeError(f"no image of {bench.name}/{split} could be evaluated ({len(fs.skipped)} skipped: {reasons})")
     probs = zero_shot_probs(classifier, fs, data.classes)
-    record = scored_record(run_header(classifier, bench, split, data, view=view, limit=limit, root=root), fs, probs)
+    header = run_header(classifier, bench, split, data, view=view, limit=limit, root=root)
+    header["slices"] = slices
+    record = scored_record(header, fs, probs)
     record["elapsed_s"] = round(time.perf_counter() - start, 3)
     return record
