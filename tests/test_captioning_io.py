@@ -196,6 +196,19 @@ def test_workers_and_parts_make_the_same_shards(tmp_path, monkeypatch):
         parts_from_env(2, 2)
 
 
+def test_workers_read_tar_backed_sources_safely(ferplus_writer, tmp_path):
+    from emocap.captioning.sources import ferplus_source
+
+    rows = [f'fer{i:07d}.png,"(0, 0, 48, 48)",{i % 5},{10 - i % 5},0,0,0,0,0,0,0,0' for i in range(24)]
+    folder = ferplus_writer(rows=rows, split_folder="FER2013Train", as_tar=True)
+    samples, _ = ferplus_source(str(folder.parent), "train")
+    samples[0].read_bytes()  # the parent opens the tar before forking, as the reference pass does
+    one = build_captions(samples, tmp_path / "one", shard_size=3, progress=False, dedup=False)
+    two = build_captions(samples, tmp_path / "two", shard_size=3, progress=False, dedup=False, workers=2)
+    assert one["samples_written"] == two["samples_written"] == 24 and not two["skipped"]
+    assert _digests(tmp_path / "one") == _digests(tmp_path / "two")
+
+
 KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})

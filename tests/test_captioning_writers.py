@@ -236,3 +236,53 @@ def test_bundled_compound_prompt_set_loads():
     for label in labels:
         assert len(ps.descriptions_for(label)) >= 3, label
         assert ps.texts_for(label)
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_dir(tmp_path_factory):
+    """A randomly initialised tiny LLaVA (1-layer CLIP vision tower + 1-layer Llama) with its processor."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor, PreTrainedTokenizerFast)
+
+    words = ["[UNK]", "[EOS]", "<image>", "{", "}", "happy", "face", "USER:", "ASSISTANT:"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", eos_token="[EOS]", pad_token="[EOS]",
+                                   extra_special_tokens={"image_token": "<image>"})
+    template = ("{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+                "<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}"
+                "{% if add_generation_prompt %}ASSISTANT: {% endif %}")
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        tokenizer=fast, patch_size=16, vision_feature_select_strategy="default", chat_template=template,
+        num_additional_image_tokens=1,
+    )
+    vision = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                              image_size=32, patch_size=16, projection_dim=16)
+    text = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, eos_token_id=1,
+                       pad_token_id=1)
+    folder = tmp_path_factory.mktemp("tiny-vlm")
+    LlavaForConditionalGeneration(LlavaConfig(vision_config=vision, text_config=text, image_token_index=2,
+                                              vision_feature_layer=-1)).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def test_local_vlm_writer_sees_the_image_and_falls_back(tiny_vlm_dir):
+    from PIL import Image
+    import io
+
+    from emocap.captioning.writers import make_writer
+
+    writer = make_writer("vlm", model=str(tiny_vlm_dir), max_new_tokens=6, device="cpu")
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 48), (90, 90, 90)).save(buf, format="PNG")
+    inputs = writer._inputs(build_messages(HAPPY), buf.getvalue())
+    assert inputs["pixel_values"].shape[-2:] == (32, 32)  # the face image goes into the model
+    assert (inputs["input_ids"] == 2).sum() >= 1           # with its image tokens in the prompt
+    out = writer.write(HAPPY, "k", buf.getvalue())
+    assert out["writer"] == "templates" and out["fallback_reason"].startswith("vlm: ")
+    with pytest.raises(ValueError, match="needs --writer-model"):
+        make_writer("vlm")
