@@ -48,7 +48,7 @@ AUS: Tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26)
 AU_RULES: Dict[int, Tuple[Tuple[str, int, float], ...]] = {
     1: (("brow_inner_height", +1, 1.0),),
     2: (("brow_outer_height", +1, 1.0),),
-    4: (("brow_inner_height", -1, 0.5), ("brow_gap", -1, 0.5)),
+    4: (("brow_inner_height", -1, 0.8), ("brow_gap", -1, 0.2)),
     5: (("eye_opening", +1, 1.0),),
     6: (("lower_lid_drop", -1, 0.5), ("corner_lift", +1, 0.5)),
     7: (("lower_lid_drop", -1, 0.5), ("eye_opening", -1, 0.5)),

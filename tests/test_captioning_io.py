@@ -71,6 +71,13 @@ def test_label_file_csv_with_votes_aus_identity_and_bad_rows(tmp_path):
     assert where == {"3": "all vote columns are zero", "4": "vote column 'sadness' is not a number: 'x'",
                      "5": "valence 1.5 is outside -1..1"}
     assert all(w.startswith(str(tmp_path / "labels.csv")) for w, _ in problems)
+    build_captions(samples, tmp_path / "o", progress=False, label_problems=problems)
+    rec = next(iter(_records(tmp_path / "o" / "captions-000000.tar").values()))
+    # annotated AU12 wins, annotated AU4 = 0 is absent, unmeasured AU6 is filled from its partner AU12 (a prior)
+    assert rec["facts"]["aus"] == {"12": {"intensity": 0.8, "source": "annotation"}, "6": {"intensity": 0.4, "source": "prior"}}
+    assert rec["facts"]["affect"] == {"valence": 0.7, "arousal": 0.4} and rec["identity"] == "S1"
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert len(report["label_file_problems"]) == 3
 
 
 def test_label_file_json_and_jsonl_with_unknown_class_and_native_codes(tmp_path):
