@@ -39,6 +39,7 @@ def _add_writer_options(p) -> None:
     g.add_argument("--concurrency", type=int, default=4, help="openai: parallel requests (default 4)")
     g.add_argument("--rate-limit", type=float, default=0.0, help="openai: requests per second, 0 = unlimited")
     g.add_argument("--retries", type=int, default=3, help="openai: retries with exponential backoff (default 3)")
+    g.add_argument("--send-image", action="store_true", help="openai: send the face image too (vision endpoints)")
     g.add_argument("--max-new-tokens", type=int, default=320, help="llm/vlm: generation length (default 320)")
 
 
@@ -54,6 +55,7 @@ def _add_build_options(p) -> None:
     p.add_argument("--label-map", default=None, help="native label codes through this benchmark's map (e.g. fer2013)")
     p.add_argument("--image-column", default=None, help="hf: image column (default: the first Image feature)")
     p.add_argument("--label-column", default=None, help="hf: label column (default: label)")
+    p.add_argument("--identity-column", default=None, help="hf: subject id column (per-identity AU references)")
     p.add_argument("--class-names", nargs="+", default=None, help="webdataset: names for numeric cls labels")
     p.add_argument("--frames-per-clip", type=int, default=8, help="video: frames taken evenly from each clip")
     p.add_argument("--shard-size", type=int, default=5000, help="samples per shard (default 5000)")
@@ -124,7 +126,7 @@ def _writer_from_args(args):
     options = {}
     if args.writer == "openai":
         options = dict(base_url=args.endpoint, api_key_env=args.api_key_env, concurrency=args.concurrency,
-                       rate_limit=args.rate_limit, retries=args.retries, send_image=False)
+                       rate_limit=args.rate_limit, retries=args.retries, send_image=args.send_image)
     elif args.writer in ("llm", "vlm"):
         options = dict(max_new_tokens=args.max_new_tokens)
     return make_writer(args.writer, seed=args.seed, model=args.writer_model, **options)
@@ -143,7 +145,7 @@ def run(args) -> int:
         reader = get_source(args.dataset)
         samples, problems = reader(
             args.root, split, labels_file=args.labels_file, label_map=args.label_map, image_column=args.image_column,
-            label_column=args.label_column, class_names=args.class_names, frames_per_clip=args.frames_per_clip,
+            label_column=args.label_column, identity_column=args.identity_column, class_names=args.class_names, frames_per_clip=args.frames_per_clip,
         )
         num_parts, part = parts_from_env(args.num_parts, args.part)
         writer = _writer_from_args(args)

@@ -40,8 +40,12 @@ def _label(raw, names: Optional[Sequence[str]], label_map: Optional[Dict[str, st
 
 
 def hf_source(root: str, split: Optional[str] = None, image_column: Optional[str] = None,
-              label_column: Optional[str] = None, label_map: Optional[str] = None, **_) -> Tuple[List[Sample], List[Tuple[str, str]]]:
-    """An HF dataset: ``root`` is a local folder (loaded as ``imagefolder`` when it holds images) or a hub id."""
+              label_column: Optional[str] = None, label_map: Optional[str] = None,
+              identity_column: Optional[str] = None, **_) -> Tuple[List[Sample], List[Tuple[str, str]]]:
+    """An HF dataset: ``root`` is a local folder (loaded as ``imagefolder`` when it holds images) or a hub id.
+
+    Optional columns: ``identity_column`` (per-identity AU references), ``valence`` / ``arousal`` (-1..1).
+    """
     import datasets
 
     split = split or "train"
@@ -63,6 +67,10 @@ def hf_source(root: str, split: Optional[str] = None, image_column: Optional[str
     mapping = taxonomy.benchmark_label_map(label_map) if label_map else None
     raw_images = ds.cast_column(image_column, datasets.Image(decode=False))
     labels = ds[label_column]
+    if identity_column and identity_column not in features:
+        raise ValueError(f"{root}: no identity column {identity_column!r} (columns: {', '.join(features)})")
+    identities = ds[identity_column] if identity_column else None
+    affect = {k: ds[k] for k in ("valence", "arousal") if k in features}
     samples, problems = [], []
     tag = _safe_key(Path(root).name or root)
     for i, raw in enumerate(labels):
@@ -77,9 +85,15 @@ def hf_source(root: str, split: Optional[str] = None, image_column: Optional[str
                 return item["bytes"]
             return Path(item["path"]).read_bytes()
 
+        values = {k: v[i] for k, v in affect.items() if v[i] is not None}
+        if any(not -1.0 <= float(v) <= 1.0 for v in values.values()):
+            problems.append((f"{root}[{split}][{i}]", f"valence/arousal outside -1..1: {values}"))
+            continue
         samples.append(Sample(
             key=f"{tag}_{split}_{i:07d}", source_file=f"{root}[{split}][{i}]", read_bytes=read, image_ext="png",
-            distribution={canon: 1.0}, extra={"dataset": "hf", "root": str(root), "split": split, "index": i},
+            distribution={canon: 1.0}, identity=str(identities[i]) if identities is not None else None,
+            valence=values.get("valence"), arousal=values.get("arousal"),
+            extra={"dataset": "hf", "root": str(root), "split": split, "index": i},
         ))
     return samples, problems
 

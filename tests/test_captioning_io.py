@@ -123,6 +123,10 @@ def test_hf_imagefolder_roundtrip_export_and_source(tmp_path):
     assert len(back) == 12 and not problems
     assert sorted(next(iter(s.distribution)) for s in back) == sorted(r["label"] for r in ds)
     assert Image.open(io.BytesIO(back[0].read_bytes())).size == (32, 32)
+    back, _ = hf_source(str(tmp_path / "hf"), "train", identity_column="writer")
+    assert {s.identity for s in back} == {"templates"}
+    with pytest.raises(ValueError, match="no identity column 'subject'"):
+        hf_source(str(tmp_path / "hf"), "train", identity_column="subject")
 
 
 def test_webdataset_source_reads_existing_shards(tmp_path):

@@ -117,6 +117,18 @@ def test_openai_writer_end_to_end_with_fallback_and_key(monkeypatch):
     assert good["global"] == "a face showing happiness" and good["local"]
 
 
+def test_openai_writer_sends_the_image_to_vision_endpoints():
+    import base64
+
+    with _ChatServer(lambda body, n: (200, json.dumps(GOOD))) as server:
+        writer = OpenAIChatWriter(model="m", base_url=server.url, retries=0, concurrency=1, send_image=True)
+        assert writer.write(HAPPY, "k", b"\x89PNG fake")["writer"] == "openai"
+    content = server.requests[0]["body"]["messages"][-1]["content"]
+    assert content[0]["type"] == "text" and content[0]["text"].startswith("FACTS: ")
+    url = content[1]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,") and base64.b64decode(url.split(",", 1)[1]) == b"\x89PNG fake"
+
+
 def test_openai_writer_retries_with_backoff_then_succeeds():
     def flaky(body, n):
         return (429, "") if n < 3 else (200, json.dumps(GOOD))
