@@ -10,13 +10,15 @@ landmark backend (``landmarks.py``) to the geometry (``action_units.py``):
 
 AU intensities need a rest-face reference. ``build_reference`` picks it deterministically from the sample list
 (neutral-labelled faces where there are enough, else all faces, evenly spaced), so every process of a split job
-computes the same one without talking to the others; per-identity references come from an identity's own
-neutral-labelled images (or all of its images) where a dataset names identities.
+computes the same one without talking to the others; a dataset with fewer than 30 readable faces uses the bundled
+reference (``emocap/data/au_reference_dlib68.json``: 2000 neutral FER+ train faces). Per-identity references come
+from an identity's own neutral-labelled images (or all of its images) where a dataset names identities.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -27,6 +29,7 @@ from .action_units import FaceReading, Reference, au_intensities, read_face
 from .landmarks import LandmarkBackend, make_backend
 
 MIN_NEUTRAL_FACES = 30
+MIN_REFERENCE_FACES = 30  # fewer readable faces than this: use the bundled reference
 IDENTITY_MIN_IMAGES = 3
 
 
@@ -196,7 +199,10 @@ def build_reference(analyzer: FaceAnalyzer, samples: Sequence, max_faces: int = 
     geoms = _geometries(analyzer, chosen)
     if not geoms:
         raise NoFaceFound("no face could be read in any sample chosen for the rest-face reference")
-    analyzer.reference = Reference.from_geometries(geoms, basis=basis)
+    if len(geoms) < MIN_REFERENCE_FACES:  # too few faces for robust statistics: the bundled FER+ rest faces
+        analyzer.reference = bundled_reference()
+    else:
+        analyzer.reference = Reference.from_geometries(geoms, basis=basis)
     by_identity: Dict[str, List] = {}
     for s in usable:
         if s.identity:
@@ -211,6 +217,14 @@ def build_reference(analyzer: FaceAnalyzer, samples: Sequence, max_faces: int = 
         if g:
             analyzer.identity_references[ident] = Reference.from_geometries(g, basis=basis_i, spread_from=analyzer.reference)
     return reference_to_dict(analyzer)
+
+
+def bundled_reference() -> Reference:
+    """Rest-face statistics of 2000 neutral-labelled FER+ train faces (dlib 68 points), shipped with emocap."""
+    from importlib import resources
+
+    data = json.loads(resources.files("emocap").joinpath("data/au_reference_dlib68.json").read_text(encoding="utf-8"))
+    return Reference.from_dict(data)
 
 
 def reference_to_dict(analyzer: FaceAnalyzer) -> dict:
