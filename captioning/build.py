@@ -1,21 +1,31 @@
-"""Caption dataset build: samples -> facts -> captions -> webdataset shards, resumable.
+"""Caption dataset build: samples -> face analysis -> facts -> captions -> webdataset shards, resumable.
 
 Last step of the caption flow (evidence -> facts -> writer -> **shards**). Samples are assigned to shards by
 position (``index // shard_size``), so every run makes the same shards. A shard is written to ``<name>.tmp``
-and renamed when complete, together with a ``<name>.json`` sidecar (count and skipped samples); on restart,
-complete shards are kept and incomplete ones redone, so an interrupted run resumes without losing or
+and renamed when complete, together with a ``<name>.json`` sidecar (count, skipped samples, writer counts); on
+restart, complete shards are kept and incomplete ones redone, so an interrupted run resumes without losing or
 duplicating samples and ends with the same bytes as an uninterrupted one (tar members carry a fixed mtime).
 
-Each sample in a shard: ``<key>.png`` (the original image bytes, not re-encoded), ``<key>.txt`` (the global
-caption, which open_clip's own webdataset loader reads) and ``<key>.json`` (captions, facts, provenance).
+Scale: ``workers`` processes on one machine each write whole shards; ``num_parts``/``part`` (or the ``RANK`` /
+``WORLD_SIZE`` that ``accelerate launch`` and ``torchrun`` set) give each process or machine the shards
+``i % num_parts == part``. Everything a process needs to agree with the others (shard assignment, duplicate
+images, the rest-face reference for AU estimates) is computed deterministically from the sample list.
+
+Each sample in a shard: ``<key>.png`` (the original image bytes, or the aligned face crop when faces are detected
+in full photos), ``<key>.txt`` (the global caption, which open_clip's own webdataset loader reads) and
+``<key>.json`` (captions, facts, face analysis, provenance).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import multiprocessing as mp
 import os
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -38,10 +48,12 @@ def _check_image(data: bytes, where: str) -> Tuple[int, int]:
         raise ValueError(f"{where}: unreadable image ({e})") from None
 
 
-def caption_sample(sample: Sample, writer) -> Tuple[Dict[str, bytes], Optional[str]]:
-    """The webdataset record for one sample, or (None, reason) when it must be skipped."""
+def prepare_sample(sample: Sample, analyzer=None, duplicate_of: Optional[str] = None):
+    """Evidence and facts of one sample: ``(prepared, None)`` or ``(None, skip reason)``."""
     if sample.skip_reason:
         return None, sample.skip_reason
+    if duplicate_of:
+        return None, f"duplicate image of {duplicate_of}"
     if not sample.distribution:
         return None, "no emotion label"
     try:
@@ -52,56 +64,176 @@ def caption_sample(sample: Sample, writer) -> Tuple[Dict[str, bytes], Optional[s
         size = _check_image(data, sample.source_file)
     except ValueError as e:
         return None, str(e).split(": ", 1)[-1]
-    facts = facts_from_distribution(sample.distribution, votes=sample.votes, agreement=sample.agreement)
-    captions = writer.write(facts, sample.key)
+    face, estimates, image_ext = None, None, sample.image_ext
+    if analyzer is not None:
+        from .analysis import NoFaceFound
+
+        try:
+            analysis = analyzer.read(data, sample.landmarks)
+        except NoFaceFound as e:
+            return None, str(e)
+        except ValueError as e:
+            return None, f"face analysis failed ({e})"
+        estimates, basis = analyzer.aus(analysis.reading, sample.identity)
+        face = analysis.to_dict(basis)
+        if estimates is not None:
+            face["au_estimates"] = {str(k): v for k, v in estimates.items()}
+        if analysis.crop_png is not None:
+            data, image_ext, size = analysis.crop_png, "png", (analyzer.crop_size, analyzer.crop_size)
+    try:
+        facts = facts_from_distribution(
+            sample.distribution, votes=sample.votes, agreement=sample.agreement, estimates=estimates,
+            annotated_aus=sample.aus, face={k: v for k, v in (face or {}).items() if k in (
+                "eyes", "eye_openness", "mouth_open", "teeth_visible", "head_pose")} or None,
+            valence=sample.valence, arousal=sample.arousal,
+        )
+    except (KeyError, ValueError) as e:
+        return None, f"bad label evidence ({e})"
+    return {"sample": sample, "data": data, "ext": image_ext, "size": size, "facts": facts, "face": face}, None
+
+
+def _record(prep: dict, captions: Dict[str, object]) -> Dict[str, bytes]:
+    sample, facts = prep["sample"], prep["facts"]
     record = {
         "key": sample.key,
         "source": {**sample.extra, "path": sample.source_file},
-        "image_size": list(size),
+        "image_size": list(prep["size"]),
         "label": facts.dominant,
         "soft_label": facts.distribution,
         "captions": {k: captions[k] for k in ("global", "local", "summary")},
-        "writer": captions.get("writer", getattr(writer, "name", "unknown")),
+        "writer": captions.get("writer", "unknown"),
         "facts": facts.to_dict(),
     }
+    if captions.get("fallback_reason"):
+        record["writer_fallback"] = captions["fallback_reason"]
+    if prep["face"] is not None:
+        record["face"] = prep["face"]
+    if sample.identity:
+        record["identity"] = sample.identity
     return {
         "__key__": sample.key,
-        sample.image_ext: data,
-        "txt": captions["global"].encode("utf-8"),
+        prep["ext"]: prep["data"],
+        "txt": str(captions["global"]).encode("utf-8"),
         "json": json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"),
-    }, None
+    }
 
 
-def _write_shard(path: Path, samples: Sequence[Sample], writer, bar) -> Dict[str, object]:
+def caption_sample(sample: Sample, writer, analyzer=None, duplicate_of: Optional[str] = None):
+    """The webdataset record for one sample, or (None, reason) when it must be skipped."""
+    prep, reason = prepare_sample(sample, analyzer, duplicate_of)
+    if prep is None:
+        return None, reason
+    captions = writer.write_many([(prep["facts"], sample.key, prep["data"])])[0]
+    return _record(prep, captions), None
+
+
+def _write_shard(path: Path, samples: Sequence[Sample], writer, analyzer, duplicates: Dict[str, str], tick) -> Dict[str, object]:
     import webdataset as wds
 
     tmp = path.with_name(path.name + ".tmp")
     skipped: List[Dict[str, str]] = []
+    writers: Dict[str, int] = {}
+    fallbacks: List[Dict[str, str]] = []
     count = 0
+    batch = max(1, getattr(writer, "concurrency", 1)) * 4
     try:
         with open(tmp, "wb") as stream:
             sink = wds.TarWriter(stream, mtime=0)
             try:
-                for sample in samples:
-                    record, reason = caption_sample(sample, writer)
-                    if record is None:
-                        skipped.append({"key": sample.key, "file": sample.source_file, "reason": reason})
-                    else:
-                        sink.write(record)
+                for start in range(0, len(samples), batch):
+                    preps = []
+                    for sample in samples[start:start + batch]:
+                        prep, reason = prepare_sample(sample, analyzer, duplicates.get(sample.key))
+                        if prep is None:
+                            skipped.append({"key": sample.key, "file": sample.source_file, "reason": reason})
+                            tick(1)
+                        else:
+                            preps.append(prep)
+                    captions = writer.write_many([(p["facts"], p["sample"].key, p["data"]) for p in preps])
+                    for prep, caps in zip(preps, captions):
+                        sink.write(_record(prep, caps))
+                        writers[str(caps.get("writer"))] = writers.get(str(caps.get("writer")), 0) + 1
+                        if caps.get("fallback_reason"):
+                            fallbacks.append({"key": prep["sample"].key, "reason": str(caps["fallback_reason"])})
                         count += 1
-                    bar.update(1)
+                        tick(1)
             finally:
                 sink.close()
     except BaseException:
         tmp.unlink(missing_ok=True)  # an interrupted shard is redone from scratch on the next run
         raise
-    meta = {"shard": path.name, "count": count, "skipped": skipped}
+    meta = {"shard": path.name, "count": count, "skipped": skipped, "writers": writers, "fallbacks": fallbacks}
     side = path.with_suffix(".json")
     side_tmp = side.with_name(side.name + ".tmp")
     side_tmp.write_text(json.dumps(meta, indent=1), encoding="utf-8")
     os.replace(tmp, path)
     os.replace(side_tmp, side)  # the sidecar marks the shard as complete
     return meta
+
+
+def find_duplicates(samples: Sequence[Sample], progress: bool = False) -> Dict[str, str]:
+    """key -> key of the first sample with byte-identical image data (sha256), in sample order."""
+    first: Dict[str, str] = {}
+    dup: Dict[str, str] = {}
+    for s in tqdm(samples, desc="dedup (image hashes)", unit="img", disable=not progress, leave=False):
+        if s.skip_reason:
+            continue
+        try:
+            digest = hashlib.sha256(s.read_bytes()).hexdigest()
+        except OSError:
+            continue  # reported when the shard is written
+        if digest in first:
+            dup[s.key] = first[digest]
+        else:
+            first[digest] = s.key
+    return dup
+
+
+def parts_from_env(num_parts: Optional[int], part: Optional[int]) -> Tuple[int, int]:
+    """(num_parts, part): explicit values, else WORLD_SIZE / RANK (accelerate launch, torchrun), else (1, 0)."""
+    if num_parts is None:
+        num_parts = int(os.environ.get("WORLD_SIZE", "1"))
+        part = int(os.environ.get("RANK", "0")) if part is None else part
+    part = 0 if part is None else part
+    if num_parts < 1 or not 0 <= part < num_parts:
+        raise ValueError(f"--part must be in 0..{num_parts - 1} (got {part}) and --num-parts at least 1")
+    return num_parts, part
+
+
+def _prepare_reference(analyzer, samples: Sequence[Sample], out: Path, progress: bool) -> None:
+    from .analysis import NoFaceFound, build_reference, load_reference
+
+    ref_file = out / "reference.json"
+    if ref_file.is_file():
+        data = json.loads(ref_file.read_text(encoding="utf-8"))
+        if data.get("backend") == analyzer.name:
+            load_reference(analyzer, data)
+            return
+    try:
+        data = build_reference(analyzer, samples, progress=progress)
+    except NoFaceFound as e:  # no usable face at all: every sample will say so when it is analysed
+        print(f"warning: {e}; no AU estimates in this run", file=sys.stderr)
+        return
+    tmp = ref_file.with_name(f"reference.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, ref_file)
+
+
+# State handed to forked worker processes (samples hold closures that cannot be pickled).
+_JOB: Dict[str, object] = {}
+
+
+def _worker_shard(index: int) -> Dict[str, object]:
+    job = _JOB
+    samples, size = job["samples"], job["shard_size"]
+    counter = job["counter"]
+
+    def tick(n: int) -> None:
+        with counter.get_lock():
+            counter.value += n
+
+    path = Path(job["out"]) / SHARD_PATTERN.format(prefix=job["prefix"], index=index)
+    return _write_shard(path, samples[index * size:(index + 1) * size], job["writer"], job["analyzer"], job["duplicates"], tick)
 
 
 def build_captions(
@@ -113,43 +245,97 @@ def build_captions(
     label_problems: Sequence[Tuple[str, str]] = (),
     progress: bool = True,
     shard_indices: Optional[Sequence[int]] = None,
+    analyzer=None,
+    dedup: bool = True,
+    workers: int = 1,
+    num_parts: int = 1,
+    part: int = 0,
 ) -> Dict[str, object]:
     """Write (or resume) the shards for ``samples``; returns a report with counts and skipped samples.
 
-    ``shard_indices`` restricts the work to some shards (to split one job across processes or machines).
+    ``analyzer`` (a ``FaceAnalyzer``) adds landmark AU estimates and face states; ``dedup`` skips byte-identical
+    images after their first occurrence; ``workers`` processes write shards in parallel; ``num_parts``/``part``
+    and ``shard_indices`` restrict the work to some shards (to split one job across processes or machines).
     """
     writer = writer or TemplateWriter(seed=0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.tmp"):
-        stale.unlink()
     n_shards = max(1, -(-len(samples) // shard_size))
-    todo = range(n_shards) if shard_indices is None else [i for i in shard_indices if 0 <= i < n_shards]
+    todo = list(range(n_shards)) if shard_indices is None else [i for i in shard_indices if 0 <= i < n_shards]
+    todo = [i for i in todo if i % num_parts == part]
+    for i in todo:  # leftovers of this process's own interrupted shards
+        for stale in out.glob(SHARD_PATTERN.format(prefix=prefix, index=i) + "*.tmp"):
+            stale.unlink()
+        (out / (SHARD_PATTERN.format(prefix=prefix, index=i)[:-4] + ".json.tmp")).unlink(missing_ok=True)
     started = time.time()
-    done_before = 0
-    with tqdm(total=len(samples), disable=not progress, unit="img", desc=f"captions -> {out}") as bar:
-        for index in todo:
-            path = out / SHARD_PATTERN.format(prefix=prefix, index=index)
-            chunk = samples[index * shard_size:(index + 1) * shard_size]
-            if path.is_file() and path.with_suffix(".json").is_file():
-                done_before += len(chunk)
-                bar.update(len(chunk))
-                continue
-            _write_shard(path, chunk, writer, bar)
+    done_before, pending = 0, []
+    for index in todo:
+        path = out / SHARD_PATTERN.format(prefix=prefix, index=index)
+        if path.is_file() and path.with_suffix(".json").is_file():
+            done_before += len(samples[index * shard_size:(index + 1) * shard_size])
+        else:
+            pending.append(index)
+    duplicates = find_duplicates(samples, progress) if dedup and pending else {}
+    if analyzer is not None and pending:
+        _prepare_reference(analyzer, samples, out, progress)
+    total = sum(len(samples[i * shard_size:(i + 1) * shard_size]) for i in todo)
+    with tqdm(total=total, initial=done_before, disable=not progress, unit="img", desc=f"captions -> {out}",
+              smoothing=0.05) as bar:
+        if workers <= 1 or len(pending) <= 1:
+            for index in pending:
+                path = out / SHARD_PATTERN.format(prefix=prefix, index=index)
+                chunk = samples[index * shard_size:(index + 1) * shard_size]
+                _write_shard(path, chunk, writer, analyzer, duplicates, bar.update)
+        else:
+            ctx = mp.get_context("fork")
+            counter = ctx.Value("l", 0)
+            _JOB.update(samples=samples, shard_size=shard_size, out=str(out), prefix=prefix, writer=writer,
+                        analyzer=analyzer, duplicates=duplicates, counter=counter)
+            try:
+                with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
+                    futures = {pool.submit(_worker_shard, i) for i in pending}
+                    seen = 0
+                    while futures:
+                        finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+                        for f in finished:
+                            f.result()  # re-raise a worker's error
+                        now = counter.value
+                        bar.update(now - seen)
+                        seen = now
+            finally:
+                _JOB.clear()
     metas = [json.loads(p.read_text()) for p in sorted(out.glob(f"{prefix}-*.json"))]
     sizes = {m["shard"]: m["count"] for m in metas}
-    (out / "sizes.json").write_text(json.dumps(sizes, indent=1), encoding="utf-8")
+    _write_json(out / "sizes.json", sizes)
     skipped = [s for m in metas for s in m["skipped"]]
+    writer_counts: Dict[str, int] = {}
+    for m in metas:
+        for k, v in m.get("writers", {}).items():
+            writer_counts[k] = writer_counts.get(k, 0) + v
+    fallbacks = [f for m in metas for f in m.get("fallbacks", [])]
     report = {
         "out_dir": str(out),
         "shards": len(metas),
+        "shards_expected": n_shards if shard_indices is None else None,
         "samples_written": sum(sizes.values()),
         "samples_skipped": len(skipped),
         "skipped": skipped,
         "label_file_problems": [{"where": w, "reason": r} for w, r in label_problems],
         "resumed_samples": done_before,
         "writer": getattr(writer, "name", "unknown"),
+        "writer_counts": writer_counts,
+        "writer_fallbacks": len(fallbacks),
+        "fallbacks": fallbacks,
+        "face_analysis": getattr(analyzer, "name", None),
+        "duplicates": len(duplicates),
+        "part": [part, num_parts],
         "seconds": round(time.time() - started, 2),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    _write_json(out / ("report.json" if num_parts == 1 else f"report-part{part}.json"), report)
     return report
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .facs import ACTION_UNITS, REGION_NAMES, intensity_word
 from .facts import Facts
@@ -74,6 +75,14 @@ NEUTRAL_SUMMARIES = (
 )
 
 
+_A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiou])")
+
+
+def _articles(text: str) -> str:
+    """'a expressionless face' -> 'an expressionless face' (template slots are filled with either kind)."""
+    return _A_BEFORE_VOWEL.sub(lambda m: m.group(1) + "n ", text)
+
+
 def _cap(s: str) -> str:
     return s[:1].upper() + s[1:]
 
@@ -128,6 +137,8 @@ class TemplateWriter:
                 else:
                     readings.append(f"a {band} AU{au}")
             aus_text = "; ".join(readings)
+            if region == "mouth" and facts.face.get("teeth_visible"):
+                behaviour += rng.choice((", with the teeth showing", ", baring the teeth", " and the teeth are visible"))
             shape = rng.choice(LOCAL_SHAPES)
             sentences.append(
                 shape.format(
@@ -135,6 +146,8 @@ class TemplateWriter:
                     behaviour_cap=_cap(behaviour), aus=aus_text,
                 )
             )
+        if facts.face.get("eyes") == "closed" and "eyes" not in facts.regions:
+            sentences.append(rng.choice(("The eyes are closed.", "Both eyelids are shut.", "The eyes are shut.")))
         rng.shuffle(sentences)
         return sentences
 
@@ -154,11 +167,14 @@ class TemplateWriter:
             text += rng.choice((" The annotators did not fully agree.", " The reading is uncertain.", " Opinions on it differ."))
         return text
 
-    def write(self, facts: Facts, key: str) -> Dict[str, object]:
+    def write(self, facts: Facts, key: str, image: Optional[bytes] = None) -> Dict[str, object]:
         rng = sample_rng(self.seed, key)
         return {
-            "global": self.global_caption(facts, rng),
-            "local": self.local_sentences(facts, rng),
-            "summary": self.summary(facts, rng),
+            "global": _articles(self.global_caption(facts, rng)),
+            "local": [_articles(s) for s in self.local_sentences(facts, rng)],
+            "summary": _articles(self.summary(facts, rng)),
             "writer": self.name,
         }
+
+    def write_many(self, items: Sequence[Tuple[Facts, str, Optional[bytes]]]) -> List[Dict[str, object]]:
+        return [self.write(f, k, im) for f, k, im in items]

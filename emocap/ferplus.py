@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import tarfile
 import threading
 from dataclasses import dataclass
@@ -124,6 +125,7 @@ class FerPlusSplit:
         self.source = self._locate(Path(root), SPLITS[split])
         self._tar: Optional[tarfile.TarFile] = None
         self._tar_lock = threading.Lock()  # one file handle: member reads must not interleave across threads
+        self._tar_pid = os.getpid()
         self._members: Dict[str, tarfile.TarInfo] = {}
         label_text = self._read_text("label.csv")
         self.records, self.problems = parse_label_rows(label_text, f"{self.source}/label.csv")
@@ -143,8 +145,14 @@ class FerPlusSplit:
         )
 
     def _open_tar(self) -> tarfile.TarFile:
+        if self._tar is not None and self._tar_pid != os.getpid():
+            # a forked worker (caption builder processes) must not share the parent's file offset: reopen; the
+            # member index stays valid (same file)
+            self._tar = tarfile.open(self.source)
+            self._tar_pid = os.getpid()
         if self._tar is None:
             self._tar = tarfile.open(self.source)
+            self._tar_pid = os.getpid()
             for m in self._tar.getmembers():
                 if m.isfile():
                     self._members[Path(m.name).name] = m

@@ -129,21 +129,21 @@ def test_interrupted_build_resumes_to_identical_shards(ferplus_writer, tmp_path,
     build_captions(samples, full, shard_size=3, progress=False)
 
     resumed = tmp_path / "resumed"
-    real = build_mod.caption_sample
+    real = build_mod.prepare_sample
     calls = {"n": 0}
 
-    def dying(sample, writer):
+    def dying(*args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 5:  # dies in the middle of the second shard
             raise KeyboardInterrupt
-        return real(sample, writer)
+        return real(*args, **kwargs)
 
-    monkeypatch.setattr(build_mod, "caption_sample", dying)
+    monkeypatch.setattr(build_mod, "prepare_sample", dying)
     with pytest.raises(KeyboardInterrupt):
         build_captions(samples, resumed, shard_size=3, progress=False)
     assert (resumed / "captions-000000.tar").is_file()      # the complete shard survived
     assert not (resumed / "captions-000001.tar").exists()    # the broken one was never renamed
-    monkeypatch.setattr(build_mod, "caption_sample", real)
+    monkeypatch.setattr(build_mod, "prepare_sample", real)
     report = build_captions(samples, resumed, shard_size=3, progress=False)
     assert report["resumed_samples"] == 3
     assert not list(resumed.glob("*.tmp"))
