@@ -8,6 +8,7 @@ OUT=model_cards/results/emocap-default
 CACHE=${EMOCAP_CACHE_DIR:-$HOME/.cache/emocap}/features
 run() { emocap eval --root "$FER" --out "$OUT" --cache-dir "$CACHE" --no-progress --skip-existing "$@"; }
 run --benchmark ferplus ferplus-soft --root "$FER" "$FER"
+run --slices face
 run --split valid
 for view in upper-face lower-face histeq; do run --view "$view"; done
 run --no-descriptions

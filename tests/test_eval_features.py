@@ -119,3 +119,20 @@ def test_clip_features_pool_frame_probabilities(tiny_model, tmp_path):
     probs = zero_shot_probs(clf, fs)
     expected = clf.predict_proba(frames).mean(axis=0)
     np.testing.assert_allclose(probs[0], expected / expected.sum(), atol=1e-5)
+
+
+def test_face_slices_on_real_ferplus_faces(tiny_model, ferplus_dir, tmp_path):
+    """--slices face: landmark-derived groups per sample, cached with the features, metrics per group."""
+    clf = ZeroShotClassifier(tiny_model, device="cpu")
+    cache = FeatureCache(tmp_path)
+    rec = evaluate(clf, "ferplus", ferplus_dir, limit=40, progress=False, cache=cache, slices="face")
+    groups = rec["groups"]
+    assert set(groups) == {"face_found", "mouth_open", "teeth_visible", "head_yaw"}
+    assert sum(g["n"] for g in groups["face_found"].values()) == rec["n"] == 40
+    assert groups["face_found"]["yes"]["n"] >= 35  # dlib fits nearly every FER+ crop
+    assert sum(g["n"] for g in groups["mouth_open"].values()) == groups["face_found"]["yes"]["n"]
+    assert set(groups["head_yaw"]) <= {"frontal", "turned", "profile"}
+    again = evaluate(clf, "ferplus", ferplus_dir, limit=40, progress=False, cache=cache, slices="face")
+    assert again["features_from_cache"] and again["groups"] == groups
+    plain = evaluate(clf, "ferplus", ferplus_dir, limit=40, progress=False, cache=cache)
+    assert "groups" not in plain and not plain["features_from_cache"]  # slices are part of the cache key
