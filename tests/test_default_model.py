@@ -72,6 +72,6 @@ def test_suite_numbers_equal_the_classifier_api_on_ferplus_test(classifier, ferp
     api = classification_metrics(np.array([c for _, c in kept]), probs, EMOTIONS)
     for key in ("war", "uar", "macro_f1", "confusion_matrix", "per_class_recall"):
         assert record[key] == api[key], key
-    assert record["ece"] == pytest.approx(api["ece"], abs=1e-9)
+    assert record["ece"] == pytest.approx(api["ece"], abs=1e-6)  # float32 features vs float64 probabilities
     again = evaluate(classifier, "ferplus", ferplus_dir, limit=SUBSET, progress=False, cache=cache)
     assert again["features_from_cache"] and again["confusion_matrix"] == record["confusion_matrix"]
