@@ -150,8 +150,9 @@ def write_tables(records: Sequence[dict], out, metrics: Sequence[str] = ("war", 
             md.append(f"| {row} | " + " | ".join(_fmt(v) for v in values)
                       + f" | {_fmt(float(np.mean(present))) if present else '–'} |")
         if reference and metric in ("war", "uar"):
-            benches = [c.split("/")[0] for c in columns]
-            refs = published_rows(benches)
+            # published numbers are on each benchmark's standard test split: only those columns get them
+            benches = [c.split("/")[0] if _is_standard_split(c) else None for c in columns]
+            refs = published_rows([b for b in benches if b])
             systems = sorted({r["system"] for r in refs if r.get(metric) is not None})
             for system in systems:
                 by_bench = {r["benchmark"]: r for r in refs if r["system"] == system and r.get(metric) is not None}
@@ -159,10 +160,29 @@ def write_tables(records: Sequence[dict], out, metrics: Sequence[str] = ("war", 
                 md.append(f"| *{system}* (published) | "
                           + " | ".join(_fmt(v[metric], v["approximate"]) if v else "–" for v in vals) + " | |")
         md.append("")
+    sliced = [r for r in records if r.get("groups")]
+    for r in sorted(sliced, key=lambda r: (_variant(r), _column(r))):
+        md += [f"## Per group: {_variant(r)} on {_title(_column(r))}", "", "| attribute | group | n | WAR | UAR |",
+               "|---|---|---|---|---|"]
+        for attribute, groups in sorted(r["groups"].items()):
+            for group, m in sorted(groups.items()):
+                md.append(f"| {attribute} | {group} | {m['n']} | {100 * m['war']:.2f} | {100 * m['uar']:.2f} |")
+        md.append("")
     md_path = out / "table.md"
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
     written.append(md_path)
     return written
+
+
+def _is_standard_split(column: str) -> bool:
+    """True when the column is its benchmark's default (published test) split."""
+    bench, _, split = column.partition("/")
+    try:
+        from .benchmarks import get_benchmark
+
+        return (split or None) == get_benchmark(bench).default_split
+    except (KeyError, ValueError):
+        return False
 
 
 def _title(column: str) -> str:
@@ -236,7 +256,8 @@ def model_index(records: Sequence[dict], name: str) -> List[dict]:
     results = []
     for r in sorted(records, key=_column):
         protocol = r.get("protocol") or "zeroshot"
-        task = ({"type": "zero-shot-image-classification", "name": "Zero-shot facial expression recognition"}
+        prompts = f" (prompts {r['prompt_set']})" if r.get("prompt_set") else ""
+        task = ({"type": "zero-shot-image-classification", "name": f"Zero-shot facial expression recognition{prompts}"}
                 if protocol == "zeroshot" else
                 {"type": "image-classification", "name": f"Facial expression recognition ({protocol})"})
         dataset = {"name": _title(str(r["benchmark"])), "type": str(r["benchmark"])}
@@ -338,7 +359,7 @@ def run_build(args) -> int:
         if not chosen:
             print(f"emocap eval build: error: no results of model {model!r}", file=sys.stderr)
             return 2
-        update_model_card(args.model_card, chosen, name=Path(model).name or model)
+        update_model_card(args.model_card, chosen, name=Path(args.model_card).stem)
         paths.append(Path(args.model_card))
     print(f"{len(records)} results -> " + ", ".join(str(p) for p in paths) + (f", {n_plots} plots" if n_plots else ""))
     return 0
