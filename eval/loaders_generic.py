@@ -76,12 +76,15 @@ class ClassResolver:
 
 # ------------------------------------------------------------------------------------------------------- csv
 
-def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", label_column="label") -> BenchmarkData:
+def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", label_column="label",
+             group_columns=None) -> BenchmarkData:
     """A CSV with ``path,label`` columns (names configurable), image paths relative to the root folder.
 
     The CSV is the root itself when the root is a file, else ``<root>/<split>.csv`` (default ``test.csv``) or the
-    split given as a path to a CSV.
+    split given as a path to a CSV. ``group_columns`` (comma-separated names, e.g. ``gender,age``) are group
+    annotations: results then carry WAR/UAR per value of each (empty cells stay out of that group's metrics).
     """
+    groups = [g.strip() for g in str(group_columns).split(",") if g.strip()] if group_columns else []
     if root.is_file():
         csv_path, base = root, root.parent
     else:
@@ -92,7 +95,7 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        missing = [c for c in (path_column, label_column) if c not in header]
+        missing = [c for c in (path_column, label_column, *groups) if c not in header]
         if missing:
             raise ValueError(f"csv: {csv_path} lacks the column(s) {', '.join(missing)} (header: {', '.join(header)})")
         rows = [(reader.line_num, row) for row in reader]
@@ -113,7 +116,8 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
         if not path.is_file():
             problems.append((str(path), f"image listed in {where} not found"))
             continue
-        samples.append(image_sample(path, idx))
+        extra = {"groups": {g: (row.get(g) or "").strip() or None for g in groups}} if groups else {}
+        samples.append(image_sample(path, idx, **extra))
     info = {"protocol": "all rows", "annotation": str(csv_path), "n_kept": len(samples),
             "class_order": "labels option" if resolver.explicit else "taxonomy order"}
     return BenchmarkData(samples, resolver.classes, problems, info)
@@ -284,7 +288,7 @@ def load_hf(root: Union[Path, str], split: Optional[str], image_column="image", 
 
 for _bench in (
     Benchmark("csv", load_csv, "test", None, None, "a CSV of path,label rows (paths relative to the root)",
-              options=("labels", "path_column", "label_column")),
+              options=("labels", "path_column", "label_column", "group_columns")),
     Benchmark("webdataset", load_webdataset, None, None, None,
               "a folder of webdataset .tar shards (image + json['label'] or .cls), e.g. emocap caption shards",
               options=("labels",)),

@@ -154,3 +154,32 @@ def test_cli_skip_existing_and_root_count(split_folders, tmp_path, tiny_model_di
     assert args.func(args) == 0 and len(list((tmp_path / "res").glob("*histeq*.json"))) == 1
     args = parser.parse_args(["eval", "--benchmark", "imagefolder", "ferplus", "--root", "a", "b", "c"])
     assert args.func(args) == 2 and "one --root per --benchmark" in capsys.readouterr().err
+
+
+def test_csv_group_annotations_give_per_group_metrics(tmp_path):
+    from emocap.eval.zeroshot import evaluate
+
+    class ByColour:  # happiness for red images, sadness otherwise
+        labels = ["happiness", "sadness"]
+        model_id = "colour-rule"
+        prompt_set = None
+
+        def predict_proba(self, images, batch_size=64):
+            red = np.array([np.asarray(im)[..., 0].mean() > 128 for im in images], dtype=float)
+            return np.stack([red, 1 - red], axis=1)
+
+    rows = ["path,label,gender"]
+    for i, (colour, label, gender) in enumerate([((230, 0, 0), "happy", "f"), ((0, 0, 230), "sad", "f"),
+                                                  ((230, 0, 0), "sad", "m"), ((0, 0, 230), "sad", "")]):
+        Image.new("RGB", (8, 8), colour).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,{label},{gender}")
+    (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
+    from emocap.eval.benchmarks import get_benchmark
+
+    data = get_benchmark("csv").load(tmp_path, "test", labels="happiness,sadness", group_columns="gender")
+    rec = evaluate(ByColour(), "csv", tmp_path, data=data, progress=False)
+    assert rec["war"] == 0.75
+    assert rec["groups"]["gender"] == {"f": {"n": 2, "war": 1.0, "uar": 1.0, "macro_f1": 1.0},
+                                       "m": {"n": 1, "war": 0.0, "uar": 0.0, "macro_f1": 0.0}}
+    with pytest.raises(ValueError, match="lacks the column"):
+        get_benchmark("csv").load(tmp_path, "test", group_columns="age")
