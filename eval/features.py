@@ -1,12 +1,13 @@
 """Image features of a benchmark split, extracted once and cached: what every eval protocol starts from.
 
-Flow: ``BenchmarkData`` (``emocap.eval.benchmarks``) -> :func:`extract_features` (load images in a background
-thread, apply an image view from :mod:`emocap.eval.views`, encode in batches) -> :class:`FeatureSet` ->
+Flow: ``BenchmarkData`` (``emocap.eval.benchmarks``) -> :func:`extract_features` (decode each batch in a thread
+pool, apply an image view from :mod:`emocap.eval.views`, optional face slices from :mod:`emocap.eval.slices`,
+encode) -> :class:`FeatureSet` ->
 zero-shot (:mod:`emocap.eval.zeroshot`), linear probe and few-shot (:mod:`emocap.eval.probe`).
 
 A :class:`FeatureCache` keeps one ``.npz`` (numbers only, read with ``allow_pickle=False``) plus a ``.json``
-(sources, skipped inputs, classes) per (model weights, benchmark, split, root, loader options, sample limit,
-image view). A second prompt set or another protocol on the same split then costs a matrix product instead of
+(sources, skipped inputs, classes, groups) per (model weights, benchmark, split, root, loader options, sample
+limit, image view, slices). A second prompt set or another protocol on the same split then costs a matrix product instead of
 a pass over the images. Entries are written to a temporary name and renamed, so an interrupted run never leaves
 a half-written entry behind.
 
