@@ -201,3 +201,40 @@ def test_init_from_a_trained_model(tiny_shards, tmp_path):
     with pytest.raises(ConfigError, match="init_from"):
         train(_tiny_cfg(shards, tmp_path / "c", f"init_from={first}", "model=emocap-rn-small", "max_steps=1"),
               progress=False)
+
+
+def test_nan_loss_skips_the_step_and_repeated_nans_stop_with_the_checkpoint_kept(tiny_shards, tmp_path):
+    from emocap.train.loop import MAX_CONSECUTIVE_NAN, TrainingStopped
+
+    _, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "once", "debug_nan_at_steps=[2]", "max_steps=4", "log_every=1"), progress=False)
+    with open(tmp_path / "once" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows if r["loss"] == "nan"] == ["2"] and "non-finite" in rows[2]["terms"]
+    assert [r["step"] for r in rows if r["loss"] not in ("", "nan")] == ["1", "2", "3", "4"]  # the run went on
+    assert (final / "open_clip_model.safetensors").is_file()
+
+    # from step 3 on every loss is non-finite: the run stops; the checkpoint (3 good steps) stays
+    run = tmp_path / "stuck"
+    with pytest.raises(TrainingStopped, match=f"{MAX_CONSECUTIVE_NAN} non-finite losses in a row at step 3"):
+        train(_tiny_cfg(shards, run, "debug_nan_at_steps=[3, 4, 5, 6, 7, 8]", "checkpoint_every=2"), progress=False)
+    kept = run / "checkpoints" / "last"
+    assert json.loads((kept / "trainer_state.json").read_text())["global_step"] == 3
+    weights = load_file(str(next(kept.glob("*.safetensors"))))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert not (run / "final").exists()
+
+
+def test_accumulation_mining_and_locks_run_end_to_end(tiny_shards, tmp_path):
+    _, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "acc", "accum_steps=2", "loss.positive_mining=cross_modal_soft", "loss.mining_temperature=0.5",
+                            "lock.image=true", "max_steps=2", "log_every=1", "grad_checkpointing=true"), progress=False)
+    torch.manual_seed(0)  # the run's seed: the same initial weights
+    init = create_model("emocap-tiny").model.state_dict()
+    trained = load_file(str(final / "open_clip_model.safetensors"))
+    assert torch.equal(trained["visual.conv1.weight"], init["visual.conv1.weight"])  # image tower locked
+    assert not torch.equal(trained["token_embedding.weight"], init["token_embedding.weight"])
+    with open(tmp_path / "acc" / "log.csv", newline="") as f:
+        assert all(float(r["positives"]) > 0 for r in csv.DictReader(f) if r["loss"])  # soft mining: off-diagonal mass
+    with pytest.raises(ConfigError, match="accum_steps"):
+        load_config("tiny", ["data.train_shards=/x", "batch_size=8", "accum_steps=3"])

@@ -78,8 +78,9 @@ def test_prompt_training_saves_prompts_and_the_classifier_uses_them(tiny_shards,
         assert torch.equal(before[key], after[key]), key
     ctx = load_file(str(stage / "emocap_extra.safetensors"))["prompt_ctx"]
     assert ctx.shape == (len(labels), 4, 32)
-    init = SoftPrompts(load_model(str(joint)).model, em.tokenizer, labels, 4, per_class=True, init="a face showing").ctx
-    assert not torch.allclose(ctx, init.detach())
+    # the stage started from the joint run's shared prompts (copied to every class) and moved them
+    start = extra["prompt_ctx"].expand(len(labels), -1, -1)
+    assert not torch.allclose(ctx, start) and (ctx - start).abs().max() < 0.15  # two Adam steps of lr 0.05
 
 
 def test_prompt_config_errors():

@@ -96,7 +96,7 @@ DEFAULTS: Dict[str, Any] = {
     "channels_last": True,          # convolution memory layout (faster on CPU)
     "log_every": 50,
     "tensorboard": True,            # also write TensorBoard scalars to <out>/tensorboard (when tensorboard is installed)
-    "debug_nan_at_steps": None,     # tests: treat the loss of these global steps as non-finite
+    "debug_nan_at_steps": None,     # tests: treat the loss of these step attempts (0-based, this invocation) as non-finite
     "save_fp16": False,
     "max_steps": None,              # stop after this many steps (tests, quick checks)
     "stop_after_steps": None,       # end this invocation (checkpointed) after N steps; rerun to resume (time-boxed jobs)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from emocap import taxonomy
 from emocap.ferplus import EMOTIONS, FerPlusSplit
+from emocap.learned_prompts import LearnedPrompts
 from emocap.models import create_model, save_model
 from emocap.prompts import load_prompt_set
 
@@ -118,6 +119,7 @@ def epoch_order(labels: torch.Tensor, n_classes: int, balance_power: float, seed
 def _prepare_model(cfg: Dict):
     """The model to train: architecture, optional init weights, locks and gradient checkpointing."""
     em = create_model(cfg["model"])
+    source = None
     if cfg.get("init_from"):
         # start from trained weights (a model id: folder, local-dir:, hf-hub:); the architecture must match
         from emocap.models import load_model
@@ -141,7 +143,7 @@ def _prepare_model(cfg: Dict):
             model.lock_text_tower(unlocked_layers=int(lock["text_unlocked_layers"]))
     if cfg["grad_checkpointing"]:
         model.set_grad_checkpointing(True)
-    return em
+    return em, (source.meta if source is not None else {})
 
 
 def _optimizer(cfg: Dict, modules: List[torch.nn.Module]):
@@ -175,7 +177,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
 
     labels = [taxonomy.canonical(n) for n in taxonomy.label_set(cfg["labels"])]
     prompt_set = load_prompt_set(cfg["prompts"])
-    em = _prepare_model(cfg)
+    em, source_meta = _prepare_model(cfg)
     model, tokenizer = em.model, em.tokenizer
     size = em.image_size
     mean, std = em.preprocess_cfg["mean"], em.preprocess_cfg["std"]
@@ -195,6 +197,17 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     if prompt_on:
         soft_prompts = SoftPrompts(model, tokenizer, labels, n_ctx=pc["n_ctx"], per_class=pc["per_class"],
                                    init=pc["init"], seed=cfg["seed"])
+        previous = LearnedPrompts.from_meta(source_meta)  # continue the prompts of the init_from model
+        if previous is not None and previous.ctx.shape[-2:] == soft_prompts.ctx.shape[-2:]:
+            ctx = previous.ctx
+            if previous.per_class:
+                if soft_prompts.ctx.dim() == 3 and previous.covers(labels):
+                    order = [taxonomy.canonical(c) for c in previous.classes]
+                    ctx = ctx[[order.index(label) for label in labels]]
+                else:
+                    ctx = ctx.mean(0)
+            with torch.no_grad():
+                soft_prompts.ctx.copy_(ctx.expand_as(soft_prompts.ctx))
     hard_set = load_prompt_set(pc["hard_prompts"]) if pc["hard_prompts"] else prompt_set
 
     world = accelerator.num_processes
@@ -319,6 +332,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
         return StepBatch(x, {n: t.to(dev) for n, t in texts.items()}, extras, with_tokens=needs_tokens(cfg))
 
     start_step = state["global_step"]
+    attempts = 0  # steps tried in this invocation, skipped ones included
     forward.train()
     if pc["only"]:
         unwrapped.eval()
@@ -336,11 +350,13 @@ def train(cfg: Dict, progress: bool = True) -> Path:
                     accum_steps=cfg["accum_steps"], backward=accelerator.backward,
                     no_sync=lambda: accelerator.no_sync(forward), autocast=accelerator.autocast,
                 )
-                if cfg.get("debug_nan_at_steps") and state["global_step"] in cfg["debug_nan_at_steps"]:
+                attempts += 1
+                if cfg.get("debug_nan_at_steps") and attempts - 1 in cfg["debug_nan_at_steps"]:
                     loss = torch.tensor(float("nan"))  # tests: simulate a diverging step
                 if not torch.isfinite(loss):
                     state["consecutive_nan"] += 1
                     state["skipped_nan"] += 1
+                    state["step_in_epoch"] = step + 1  # the batch is used up; the weights stay as they were
                     optimizer.zero_grad(set_to_none=True)
                     accelerator.print(f"step {state['global_step']}: non-finite loss, step skipped")
                     if log:
