@@ -166,7 +166,7 @@ def save_model(
     state = {k: v.detach().to("cpu").contiguous() for k, v in em.model.state_dict().items()}
     if fp16:
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    merged_meta = {**em.meta, **(meta or {})}
+    merged_meta = {k: v for k, v in {**em.meta, **(meta or {})}.items() if k != "extra_tensors"}  # tensors: not JSON
     config = {
         "model_cfg": _model_cfg_for_open_clip(em.model_cfg),
         "preprocess_cfg": em.preprocess_cfg,

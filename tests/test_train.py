@@ -238,3 +238,29 @@ def test_accumulation_mining_and_locks_run_end_to_end(tiny_shards, tmp_path):
         assert all(float(r["positives"]) > 0 for r in csv.DictReader(f) if r["loss"])  # soft mining: off-diagonal mass
     with pytest.raises(ConfigError, match="accum_steps"):
         load_config("tiny", ["data.train_shards=/x", "batch_size=8", "accum_steps=3"])
+
+
+def test_wise_ft_interpolates_weights_and_prompts(tmp_path):
+    from emocap.models import save_model
+    from emocap.train.wise_ft import main as wise_main
+    from emocap.train.wise_ft import wise_ft
+
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        em = create_model("emocap-tiny")
+        ctx = torch.full((4, 32), float(seed))
+        folders.append(save_model(em, tmp_path / f"m{seed}", meta={"labels": ["neutral", "happiness"],
+                                  "learned_prompts": {"n_ctx": 4, "classes": None, "tensor": "prompt_ctx"}},
+                                  extra_tensors={"prompt_ctx": ctx}))
+    out = wise_ft(str(folders[0]), f"local-dir:{folders[1]}", str(tmp_path / "mix"), alpha=0.25)
+    a, b, mix = (load_file(str(f / "open_clip_model.safetensors")) for f in (*folders, out))
+    for key in ("visual.conv1.weight", "token_embedding.weight", "logit_scale"):
+        assert torch.allclose(mix[key], 0.75 * a[key] + 0.25 * b[key], atol=1e-6), key
+    assert torch.allclose(load_file(str(out / "emocap_extra.safetensors"))["prompt_ctx"], torch.full((4, 32), 0.25))
+    loaded = load_model(str(out))
+    assert loaded.meta["wise_ft"]["alpha"] == 0.25 and loaded.meta["labels"] == ["neutral", "happiness"]
+    with pytest.raises(ValueError, match="alpha"):
+        wise_ft(str(folders[0]), str(folders[1]), str(tmp_path / "bad"), alpha=1.5)
+    small = save_model(create_model("emocap-rn-small"), tmp_path / "other")
+    assert wise_main([str(folders[0]), str(small), str(tmp_path / "bad2")]) == 2  # different architectures

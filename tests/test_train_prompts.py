@@ -65,6 +65,12 @@ def test_prompt_training_saves_prompts_and_the_classifier_uses_them(tiny_shards,
     assert torch.allclose(clf.class_text_features(), expected, atol=1e-6)
     image = Image.fromarray(np.full((40, 40), 128, dtype=np.uint8))
     assert len(clf.predict([image])[0]) == len(labels)
+    # an fp16 release export keeps the prompts
+    from emocap.train.export import export_model
+
+    release = export_model(str(joint), str(tmp_path / "release"))
+    assert torch.allclose(load_file(str(release / "emocap_extra.safetensors"))["prompt_ctx"], extra["prompt_ctx"])
+    assert ZeroShotClassifier(load_model(str(release))).learned_prompts is not None
     # asking for other prompts, or switching learned prompts off, goes back to the hand prompts
     hand = ZeroShotClassifier(em, use_learned_prompts=False)
     assert hand.learned_prompts is None and not torch.allclose(hand.class_text_features(), expected, atol=1e-3)
