@@ -30,6 +30,11 @@ DEFAULTS: Dict[str, Any] = {
         "grayscale": True,
         "load_size": None,          # decode size kept in memory (default: the model's image size)
         "balance_power": 0.0,       # class-balanced sampling: P(sample) ~ count(class)**-power (0: uniform)
+        "streaming": False,         # stream shards with webdataset instead of loading them into memory (big data)
+        "samples_per_epoch": None,  # streaming: samples that make one epoch (required)
+        "resampled": True,          # streaming: draw shards with replacement per worker (else split by rank/worker)
+        "workers": 2,               # streaming: data-loader worker processes per rank
+        "shuffle_buffer": 2000,     # streaming: samples in the shuffle buffer
     },
     "epochs": 10,
     "batch_size": 128,
@@ -198,6 +203,13 @@ def validate(cfg: Dict[str, Any]) -> None:
     if not any(cfg["loss"][k] > 0 for k in ("global", "local", "local_region", "summary", "class_prompts")) and not prompt_on:
         raise ConfigError("all loss weights are 0: set at least one of loss.global/local/local_region/summary/"
                           "class_prompts or prompt.weight")
+    d = cfg["data"]
+    if d["streaming"]:
+        if not isinstance(d["samples_per_epoch"], int) or d["samples_per_epoch"] <= 0:
+            raise ConfigError("config key 'data.samples_per_epoch' must be a positive integer when data.streaming is true")
+        if d["balance_power"] or cfg["loss"]["class_balance"]:
+            raise ConfigError("config keys 'data.balance_power' and 'loss.class_balance' need class counts: "
+                              "in-memory data only (data.streaming: false)")
     m = cfg["mixup"]
     if not isinstance(m["prob"], (int, float)) or not 0 <= m["prob"] <= 1:
         raise ConfigError(f"config key 'mixup.prob' must be in [0, 1], got {m['prob']!r}")

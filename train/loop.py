@@ -33,13 +33,13 @@ from emocap.learned_prompts import LearnedPrompts
 from emocap.models import create_model, save_model
 from emocap.prompts import load_prompt_set
 
-from .config import save_config
-from .config import ConfigError
+from .config import ConfigError, save_config
 from .data import _decode, augment, load_caption_shards, normalise, sample_local, to_model_input
 from .forward import ContrastiveForward
 from .objective import BatchExtras, needs_tokens
 from .prompt_learning import SoftPrompts, class_prototypes, frozen_copy, hard_prompt_features
 from .step import StepBatch, apply_mixup, mixup_pairs, step_gradients
+from .streaming import stream_batches
 
 MAX_CONSECUTIVE_NAN = 5
 
@@ -182,10 +182,20 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     size = em.image_size
     mean, std = em.preprocess_cfg["mean"], em.preprocess_cfg["std"]
     dcfg, lw, pc = cfg["data"], cfg["loss"], cfg["prompt"]
-    data = load_caption_shards(
-        dcfg["train_shards"], tokenizer, labels, dcfg["load_size"] or size, dcfg["grayscale"],
-        limit=dcfg["train_limit"], progress=progress and accelerator.is_main_process,
-    )
+    streaming = bool(dcfg["streaming"])
+    data = None
+    if not streaming:
+        data = load_caption_shards(
+            dcfg["train_shards"], tokenizer, labels, dcfg["load_size"] or size, dcfg["grayscale"],
+            limit=dcfg["train_limit"], progress=progress and accelerator.is_main_process,
+        )
+
+    def open_stream(seed: int, batch_size: int):
+        return stream_batches(
+            dcfg["train_shards"], tokenizer, labels, dcfg["load_size"] or size, dcfg["grayscale"], batch_size,
+            rank=accelerator.process_index, world=accelerator.num_processes, workers=dcfg["workers"],
+            resampled=dcfg["resampled"], shuffle_buffer=dcfg["shuffle_buffer"], seed=seed,
+        )
     validator = None
     if dcfg["val_root"]:
         validator = Validator(dcfg["val_root"], dcfg["val_split"], size, dcfg["grayscale"], labels, dcfg["val_limit"])
@@ -216,9 +226,10 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     per_rank = cfg["batch_size"] // world
     if per_rank % cfg["accum_steps"]:
         raise ConfigError(f"config key 'accum_steps' ({cfg['accum_steps']}) must divide the per-process batch ({per_rank})")
-    steps_per_epoch = len(data) // cfg["batch_size"]
+    n_samples = int(dcfg["samples_per_epoch"]) if streaming else len(data)
+    steps_per_epoch = n_samples // cfg["batch_size"]
     if steps_per_epoch < 1:
-        raise ConfigError(f"config key 'batch_size': {cfg['batch_size']} is larger than the training set ({len(data)} samples)")
+        raise ConfigError(f"config key 'batch_size': {cfg['batch_size']} is larger than the training set ({n_samples} samples)")
     total_steps = steps_per_epoch * cfg["epochs"]
     if cfg["max_steps"]:
         total_steps = min(total_steps, int(cfg["max_steps"]))
@@ -229,7 +240,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     optimizer = _optimizer(cfg, [forward])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(cfg, total_steps))
     forward, optimizer, scheduler = accelerator.prepare(forward, optimizer, scheduler)
-    class_weights = _class_weights(data.labels, len(labels), lw_power=lw["class_balance"])
+    class_weights = _class_weights(data.labels, len(labels), lw_power=lw["class_balance"]) if data is not None else None
     aug_gen = torch.Generator().manual_seed(cfg["seed"] * 1000 + accelerator.process_index)
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_uar": -1.0, "consecutive_nan": 0, "skipped_nan": 0}
@@ -253,8 +264,14 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     def refresh_prototypes():
         nonlocal prototypes, frozen
         frozen = frozen_copy(unwrapped)
-        pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg["seed"]))[: pc["prototype_samples"]]
-        prototypes = class_prototypes(frozen, data.images[pick], data.labels[pick], len(labels), to_input).to(accelerator.device)
+        if data is not None:
+            pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(cfg["seed"]))[: pc["prototype_samples"]]
+            images, ys = data.images[pick], data.labels[pick]
+        else:  # streaming: the first prototype_samples samples of a separate stream
+            stream = open_stream(cfg["seed"] + 104729, min(256, pc["prototype_samples"]))
+            got = [next(stream) for _ in range(math.ceil(pc["prototype_samples"] / min(256, pc["prototype_samples"])))]
+            images, ys = torch.cat([b["images"] for b in got]), torch.cat([b["labels"] for b in got])
+        prototypes = class_prototypes(frozen, images, ys, len(labels), to_input).to(accelerator.device)
         frozen = None  # only the prototypes are kept
 
     if soft_prompts is not None and pc["prototype_weight"] > 0:
@@ -304,25 +321,33 @@ def train(cfg: Dict, progress: bool = True) -> Path:
             extra = {learned.meta()["tensor"]: learned.ctx}
         save_model(em, folder, meta=meta, fp16=fp16, extra_tensors=extra)
 
-    def build_batch(idx: torch.Tensor) -> StepBatch:
-        x = augment(data.images[idx].float() / 255.0, cfg["aug"], aug_gen)
-        soft_raw = data.soft_labels[idx]
-        partner, lam = mixup_pairs(len(idx), cfg["mixup"]["prob"], cfg["mixup"]["alpha"], aug_gen)
+    def raw_batch(idx: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The in-memory path's batch, shaped like a streamed one."""
+        raw = {"images": data.images[idx], "soft_labels": data.soft_labels[idx], "labels": data.labels[idx],
+               "global": data.global_tokens[idx], "summary": data.summary_tokens[idx]}
+        if lw["local"] > 0 or lw["local_region"] > 0:
+            raw["local"] = sample_local(data, idx, aug_gen)
+        return raw
+
+    def build_batch(raw: Dict[str, torch.Tensor]) -> StepBatch:
+        x = augment(raw["images"].float() / 255.0, cfg["aug"], aug_gen)
+        soft_raw = raw["soft_labels"]
+        partner, lam = mixup_pairs(len(soft_raw), cfg["mixup"]["prob"], cfg["mixup"]["alpha"], aug_gen)
         soft = soft_raw
         if partner is not None:
             x, soft = apply_mixup(x, soft_raw, partner, lam)
         x = normalise(x, mean, std).to(accelerator.device)
         if cfg.get("channels_last", True):
             x = x.contiguous(memory_format=torch.channels_last)
-        texts = {"global": data.global_tokens[idx]}
+        texts = {"global": raw["global"]}
         if lw["local"] > 0 or lw["local_region"] > 0:
-            texts["local"] = sample_local(data, idx, aug_gen)
+            texts["local"] = raw["local"]
         if lw["summary"] > 0:
-            texts["summary"] = data.summary_tokens[idx]
+            texts["summary"] = raw["summary"]
         if lw["class_prompts"] > 0:
             texts["class"] = torch.stack([t[torch.randint(len(t), (1,), generator=aug_gen).item()] for t in class_tokens])
         dev = accelerator.device
-        weights = class_weights[data.labels[idx]]
+        weights = class_weights[raw["labels"]] if class_weights is not None else torch.ones(len(raw["labels"]))
         extras = BatchExtras(
             soft_labels=soft.to(dev), raw_soft_labels=soft_raw.to(dev), sample_weights=weights.to(dev),
             mix_partner=None if partner is None else partner.to(dev), mix_lambda=None if lam is None else lam.to(dev),
@@ -340,13 +365,19 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     done = state["global_step"] >= total_steps
     with tqdm(total=total_steps, initial=state["global_step"], disable=not (progress and accelerator.is_main_process), unit="step", desc="train") as bar:
         while not done and state["epoch"] < cfg["epochs"]:
-            order = epoch_order(data.labels, len(labels), dcfg["balance_power"], cfg["seed"] + 7919 * state["epoch"])
+            if streaming:  # a fresh stream per (re)start, seeded by the step it starts at
+                stream = open_stream(cfg["seed"] + 7919 * state["global_step"], per_rank)
+            else:
+                order = epoch_order(data.labels, len(labels), dcfg["balance_power"], cfg["seed"] + 7919 * state["epoch"])
             t0, seen = time.time(), 0
             for step in range(state["step_in_epoch"], steps_per_epoch):
-                batch = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]
-                idx = batch[accelerator.process_index * per_rank:(accelerator.process_index + 1) * per_rank]
+                if streaming:
+                    raw = next(stream)
+                else:
+                    batch = order[step * cfg["batch_size"]:(step + 1) * cfg["batch_size"]]
+                    raw = raw_batch(batch[accelerator.process_index * per_rank:(accelerator.process_index + 1) * per_rank])
                 loss, stats = step_gradients(
-                    forward, build_batch(idx), cfg, rank=accelerator.process_index, world=world,
+                    forward, build_batch(raw), cfg, rank=accelerator.process_index, world=world,
                     accum_steps=cfg["accum_steps"], backward=accelerator.backward,
                     no_sync=lambda: accelerator.no_sync(forward), autocast=accelerator.autocast,
                 )
@@ -381,7 +412,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
                     unwrapped.logit_scale.clamp_(0, math.log(100))
                 state["global_step"] += 1
                 state["step_in_epoch"] = step + 1
-                seen += len(batch)
+                seen += cfg["batch_size"]
                 bar.update(1)
                 if pc["prototype_every"] and prototypes is not None and state["global_step"] % pc["prototype_every"] == 0:
                     refresh_prototypes()
