@@ -193,7 +193,8 @@ def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
 def test_init_from_a_trained_model(tiny_shards, tmp_path):
     _, shards = tiny_shards
     first = train(_tiny_cfg(shards, tmp_path / "a", "max_steps=2"), progress=False)
-    second = train(_tiny_cfg(shards, tmp_path / "b", f"init_from={first}", "max_steps=1", "lr=1.0e-12"), progress=False)
+    second = train(_tiny_cfg(shards, tmp_path / "b", f"init_from=local-dir:{first}", "max_steps=1", "lr=1.0e-12"),
+                   progress=False)
     a = load_file(str(first / "open_clip_model.safetensors"))
     b = load_file(str(second / "open_clip_model.safetensors"))
     assert torch.allclose(a["visual.conv1.weight"], b["visual.conv1.weight"], atol=1e-6)
@@ -264,3 +265,12 @@ def test_wise_ft_interpolates_weights_and_prompts(tmp_path):
         wise_ft(str(folders[0]), str(folders[1]), str(tmp_path / "bad"), alpha=1.5)
     small = save_model(create_model("emocap-rn-small"), tmp_path / "other")
     assert wise_main([str(folders[0]), str(small), str(tmp_path / "bad2")]) == 2  # different architectures
+
+
+def test_init_from_open_clip_pretrained_names_resolve_to_hub_ids():
+    from emocap.train.loop import resolve_init_from
+
+    assert resolve_init_from("open_clip:ViT-B-32/laion2b_s34b_b79k") == "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+    assert resolve_init_from("local-dir:/x") == "local-dir:/x" and resolve_init_from("hf-hub:a/b") == "hf-hub:a/b"
+    with pytest.raises(ConfigError, match="init_from.*no pretrained weights 'nope'"):
+        resolve_init_from("open_clip:RN50/nope")

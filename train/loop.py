@@ -116,6 +116,28 @@ def epoch_order(labels: torch.Tensor, n_classes: int, balance_power: float, seed
     return torch.multinomial(weights, len(labels), replacement=True, generator=gen)
 
 
+def resolve_init_from(model_id: str) -> str:
+    """``open_clip:<arch>/<pretrained tag>`` -> the ``hf-hub:`` id of those weights; other model ids unchanged.
+
+    open_clip's pretrained registry names the hub repo of each (architecture, tag); the weights then load through
+    :func:`emocap.models.load_model` (safetensors only, never unpickled).
+    """
+    if not model_id.startswith("open_clip:"):
+        return model_id
+    import open_clip
+
+    arch, _, tag = model_id[len("open_clip:"):].partition("/")
+    pretrained = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
+    if not pretrained:
+        raise ConfigError(f"config key 'init_from': open_clip has no pretrained weights {tag!r} for {arch!r} "
+                          "(see open_clip.list_pretrained(); the form is open_clip:<arch>/<tag>)")
+    hub = (pretrained.get("hf_hub") or "").strip("/")
+    if not hub:
+        raise ConfigError(f"config key 'init_from': open_clip's {arch}/{tag} weights are not on the Hugging Face hub; "
+                          "convert them to an open_clip hub folder with safetensors and give local-dir:<folder>")
+    return f"hf-hub:{hub}"
+
+
 def _prepare_model(cfg: Dict):
     """The model to train: architecture, optional init weights, locks and gradient checkpointing."""
     em = create_model(cfg["model"])
@@ -124,7 +146,7 @@ def _prepare_model(cfg: Dict):
         # start from trained weights (a model id: folder, local-dir:, hf-hub:); the architecture must match
         from emocap.models import load_model
 
-        source = load_model(cfg["init_from"])
+        source = load_model(resolve_init_from(cfg["init_from"]))
         try:
             missing, unexpected = em.model.load_state_dict(source.model.state_dict(), strict=False)
         except RuntimeError:  # shape mismatch
