@@ -78,6 +78,7 @@ def main(argv=None) -> int:
             print("+", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
         if _result(results, row) is None:
+            _wait_quiet(args.quiet_file)
             cmd = [*emocap, "eval", "--root", args.ferplus, "--model", str(run / "final"), "--out", str(results),
                    "--no-progress"]
             print("+", " ".join(cmd), flush=True)

@@ -19,7 +19,7 @@ from emocap.models import create_model, load_model
 from emocap.train.config import ConfigError, load_config
 from emocap.train.data import DataError, augment
 from emocap.train.forward import encode_text_trimmed
-from emocap.train.losses import class_prompt_loss, multi_positive_nce, positive_mask, symmetric_nce
+from emocap.train.losses import class_prompt_loss, positive_mask, soft_target_nce, symmetric_nce
 from emocap.train.loop import train
 
 
@@ -53,7 +53,7 @@ def test_missing_config_and_shards(tmp_path):
 
 
 # ---------------------------------------------------------------- losses
-def test_multi_positive_nce_by_hand():
+def test_multi_positive_nce_of_a_mask_by_hand():
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 1.0, 1.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     expected = 0.0
@@ -61,7 +61,7 @@ def test_multi_positive_nce_by_hand():
         logz = math.log(sum(math.exp(v) for v in logits[i].tolist()))
         pos = [j for j in range(3) if mask[i, j] > 0]
         expected += -sum((logits[i, j].item() - logz) / len(pos) for j in pos)
-    assert multi_positive_nce(logits, mask).item() == pytest.approx(expected / 3, rel=1e-6)
+    assert soft_target_nce(logits, mask).item() == pytest.approx(expected / 3, rel=1e-6)
 
 
 def test_positive_masks():
@@ -163,18 +163,27 @@ def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
     assert not torch.allclose(trained["visual.conv1.weight"].float(), init["visual.conv1.weight"])
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path):
+EVERYTHING_ON = ["prompt.weight=1.0", "prompt.align_weight=0.5", "prompt.prototype_weight=0.5",
+                 "prompt.prototype_samples=32", "mixup.prob=0.5", "loss.local_region=0.5",
+                 "loss.positive_mining=cross_modal", "loss.mining_text_threshold=0.5"]
+
+
+@pytest.mark.parametrize("extra", [[], EVERYTHING_ON], ids=["default-terms", "prompts-mixup-mining"])
+def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path, extra):
     _, shards = tiny_shards
-    straight = train(_tiny_cfg(shards, tmp_path / "a"), progress=False)
+    straight = train(_tiny_cfg(shards, tmp_path / "a", *extra), progress=False)
     # 48 samples / batch 8 = 6 steps per epoch; stop in the middle of epoch 1, then rerun the same command
-    ckpt = train(_tiny_cfg(shards, tmp_path / "b", "stop_after_steps=4"), progress=False)
+    ckpt = train(_tiny_cfg(shards, tmp_path / "b", "stop_after_steps=4", *extra), progress=False)
     assert (ckpt / "trainer_state.json").is_file() and not (tmp_path / "b" / "final").exists()
-    resumed = train(_tiny_cfg(shards, tmp_path / "b"), progress=False)
+    resumed = train(_tiny_cfg(shards, tmp_path / "b", *extra), progress=False)
     a = load_file(str(straight / "open_clip_model.safetensors"))
     b = load_file(str(resumed / "open_clip_model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+    if extra:  # the learned prompts continue exactly too
+        pa, pb = (load_file(str(f / "emocap_extra.safetensors"))["prompt_ctx"] for f in (straight, resumed))
+        assert torch.allclose(pa, pb, atol=1e-6)
 
 
 def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
@@ -274,3 +283,17 @@ def test_init_from_open_clip_pretrained_names_resolve_to_hub_ids():
     assert resolve_init_from("local-dir:/x") == "local-dir:/x" and resolve_init_from("hf-hub:a/b") == "hf-hub:a/b"
     with pytest.raises(ConfigError, match="init_from.*no pretrained weights 'nope'"):
         resolve_init_from("open_clip:RN50/nope")
+
+
+def test_bf16_mixed_precision_on_cpu_and_fp16_needs_a_gpu(tiny_shards, tmp_path):
+    _, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "bf16", "precision=bf16", "max_steps=2", "log_every=1"), progress=False)
+    with open(tmp_path / "bf16" / "log.csv", newline="") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert load_model(str(final)).model.visual.conv1.weight.dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="precision"):
+            train(_tiny_cfg(shards, tmp_path / "fp16", "precision=fp16"), progress=False)
+    with pytest.raises(ConfigError, match="precision"):
+        load_config("tiny", ["data.train_shards=/x", "precision=fp8"])

@@ -25,6 +25,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from emocap import taxonomy
@@ -189,6 +190,10 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     on_gpu = torch.cuda.is_available()
     if cfg["precision"] == "fp16" and not on_gpu:
         raise ConfigError("config key 'precision': fp16 needs a GPU; use bf16 or no on CPU")
+    from accelerate.state import AcceleratorState
+
+    # a second run in the same process (notebooks, tests) may use another precision; keep the process group
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(cpu=not on_gpu, mixed_precision=cfg["precision"])
     set_seed(cfg["seed"])
     out = Path(cfg["out"])
@@ -296,8 +301,12 @@ def train(cfg: Dict, progress: bool = True) -> Path:
         prototypes = class_prototypes(frozen, images, ys, len(labels), to_input).to(accelerator.device)
         frozen = None  # only the prototypes are kept
 
+    prototypes_file = ckpt_dir / "prototypes.safetensors"
     if soft_prompts is not None and pc["prototype_weight"] > 0:
-        refresh_prototypes()
+        if prototypes_file.is_file():  # resuming: the frozen copy's prototypes as they were, not the current model's
+            prototypes = load_file(str(prototypes_file))["prototypes"].to(accelerator.device)
+        else:
+            refresh_prototypes()
     hard_cache = None
 
     def hard_prompts():
@@ -325,6 +334,8 @@ def train(cfg: Dict, progress: bool = True) -> Path:
         accelerator.wait_for_everyone()
         accelerator.save_state(str(ckpt_dir))
         torch.save(aug_gen.get_state(), ckpt_dir / f"aug_rng_{accelerator.process_index}.pt")
+        if prototypes is not None and accelerator.is_main_process:
+            save_file({"prototypes": prototypes.detach().cpu().contiguous()}, str(prototypes_file))
         if accelerator.is_main_process:
             (ckpt_dir / "trainer_state.json").write_text(json.dumps(state))
 

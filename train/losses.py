@@ -31,10 +31,6 @@ def soft_target_nce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-# kept under its earlier name: the multi-positive InfoNCE of a 0/1 mask
-multi_positive_nce = soft_target_nce
-
-
 def symmetric_nce(logits: torch.Tensor, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``(CE(logits, targets) + CE(logits.T, targets.T)) / 2``; ``targets`` None: the identity (ClipLoss)."""
     if targets is None:
@@ -101,11 +97,6 @@ def mined_positives(targets: Optional[torch.Tensor]) -> float:
     diag = targets.diagonal()
     off = targets.sum(dim=1) - diag
     return float((off / diag.clamp(min=1e-12)).mean().item())
-
-
-def positives_per_sample(mask: Optional[torch.Tensor]) -> float:
-    """Mean number of mined positives per sample besides itself (for logging)."""
-    return mined_positives(mask)
 
 
 def class_prompt_loss(image_features, class_text_features, logit_scale, soft_labels, sample_weights=None) -> torch.Tensor:
