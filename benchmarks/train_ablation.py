@@ -83,7 +83,7 @@ def main(argv=None) -> int:
                    "--no-progress"]
             print("+", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
-    lines = ["| row | config | FER+ test WAR | UAR | macro F1 | train time (s) |", "|---|---|---|---|---|---|"]
+    lines = ["| row | config | FER+ test WAR | UAR | macro F1 | s from first to last logged step |", "|---|---|---|---|---|---|"]
     for row in ROWS:
         r = _result(results, row)
         run = Path(args.runs) / row

@@ -148,3 +148,7 @@ def test_objective_sums_weighted_terms_and_counts_mined_positives():
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert stats["positives"] == pytest.approx(1.0) and stats["local"] == pytest.approx(
         0.5 * symmetric_nce(5.0 * img @ feats["text:local"].T, mask).item(), rel=1e-5)
+    # during loss.mining_warmup_steps the targets are the plain identity
+    plain, stats = compute_objective(feats, BatchExtras(soft_labels=soft, raw_soft_labels=soft, mining=False), cfg)
+    expected = sum(w * symmetric_nce(5.0 * img @ feats[f"text:{n}"].T) for n, w in (("global", 1.0), ("local", 0.5), ("summary", 0.25)))
+    assert plain.item() == pytest.approx(expected.item(), rel=1e-6) and stats["positives"] == 0.0

@@ -59,6 +59,7 @@ DEFAULTS: Dict[str, Any] = {
         "mining_text_threshold": 0.9,   # cross_modal: global-caption cosine at or above this ...
         "mining_image_threshold": 0.8,  # ... and image-image cosine at or above this: a positive
         "mining_temperature": 0.05,     # cross_modal_soft: softmax temperature of min(text, image) similarity
+        "mining_warmup_steps": 0,       # plain targets for the first N steps (from-scratch embeddings are all alike)
         "class_balance": 0.0,       # class-prompt term weights count**-power (0: none; 0.5: inverse sqrt frequency)
     },
     "prompt": {                     # MPA-FER soft prompt alignment (off while every weight is 0)

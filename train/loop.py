@@ -385,7 +385,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
             soft_labels=soft.to(dev), raw_soft_labels=soft_raw.to(dev), sample_weights=weights.to(dev),
             mix_partner=None if partner is None else partner.to(dev), mix_lambda=None if lam is None else lam.to(dev),
             hard_prompts=hard_prompts() if soft_prompts is not None and pc["align_weight"] > 0 else None,
-            prototypes=prototypes,
+            prototypes=prototypes, mining=state["global_step"] >= lw["mining_warmup_steps"],
         )
         return StepBatch(x, {n: t.to(dev) for n, t in texts.items()}, extras, with_tokens=needs_tokens(cfg))
 

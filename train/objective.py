@@ -45,6 +45,7 @@ class BatchExtras:
     mix_lambda: Optional[torch.Tensor] = None      # [B]
     hard_prompts: Optional[torch.Tensor] = None    # [C, D] class-description features
     prototypes: Optional[torch.Tensor] = None      # [C, D] frozen visual prototypes
+    mining: bool = True                            # False during loss.mining_warmup_steps
 
 
 def needs_tokens(cfg: Dict) -> bool:
@@ -55,7 +56,7 @@ def needs_tokens(cfg: Dict) -> bool:
 
 def contrastive_targets(feats: Dict[str, torch.Tensor], extras: BatchExtras, lw: Dict) -> Optional[torch.Tensor]:
     """The shared target matrix of the contrastive terms (None: plain identity targets)."""
-    mode = lw["positive_mining"]
+    mode = lw["positive_mining"] if extras.mining else "none"
     if mode in ("label", "soft"):
         targets = positive_mask(extras.raw_soft_labels, mode, lw["soft_threshold"])
     elif mode == "cross_modal":
