@@ -21,6 +21,7 @@ from . import taxonomy
 from . import faces as face_detection
 from .images import ImageInput, load_image
 from .inference import optimize_for_inference
+from .learned_prompts import LearnedPrompts
 from .models import EmocapModel, encode_text_trimmed, load_model
 from .prompts import PromptSet, load_prompt_set
 
@@ -53,6 +54,7 @@ class ZeroShotClassifier:
         labels: Optional[Sequence[str]] = None,
         prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
         device=None,
+        use_learned_prompts: bool = True,
         optimize: bool = False,
     ):
         """Wrap a loaded model. ``optimize=True`` (what :meth:`from_pretrained` does, since it owns the model it
@@ -69,6 +71,9 @@ class ZeroShotClassifier:
             self.prompt_set = PromptSet.from_dict(meta["prompts"])
         else:
             self.prompt_set = load_prompt_set(prompts)
+        # soft prompts learned in training (MPA-FER) replace the hand prompts when the model has them, the
+        # caller kept the model's own prompts and the prompts cover the labels asked for
+        self.learned_prompts = LearnedPrompts.from_meta(meta) if (use_learned_prompts and prompts is None) else None
         self._text_cache: Dict[tuple, torch.Tensor] = {}
         self.decode_workers = min(4, os.cpu_count() or 1)
 
@@ -102,6 +107,8 @@ class ZeroShotClassifier:
         labels = list(labels) if labels is not None else self.labels
         prompt_set = prompt_set or self.prompt_set
         key = (tuple(labels), prompt_set.hash)
+        if key not in self._text_cache and self._uses_learned_prompts(labels, prompt_set):
+            self._text_cache[key] = self.learned_prompts.text_features(self.model.model, self.model.tokenizer, labels)
         if key not in self._text_cache:
             texts, owner = [], []
             for i, label in enumerate(labels):
@@ -118,6 +125,10 @@ class ZeroShotClassifier:
             means = means / torch.bincount(owner_t, minlength=len(labels)).clamp(min=1)[:, None]
             self._text_cache[key] = means / means.norm(dim=1, keepdim=True)
         return self._text_cache[key]
+
+    def _uses_learned_prompts(self, labels: Sequence[str], prompt_set: PromptSet) -> bool:
+        lp = self.learned_prompts
+        return lp is not None and prompt_set is self.prompt_set and lp.covers(labels)
 
     @property
     def text_features(self) -> torch.Tensor:

@@ -28,9 +28,9 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import open_clip
 import torch
-import torch.nn.functional as F
-from open_clip.transformer import text_global_pool
 from safetensors.torch import load_file, save_file
+
+from .learned_prompts import encode_text_embeddings
 
 __all__ = [
     "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
@@ -169,7 +169,7 @@ def save_model(
     state = {k: v.detach().to("cpu").contiguous() for k, v in em.model.state_dict().items()}
     if fp16:
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    merged_meta = {**em.meta, **(meta or {})}
+    merged_meta = {k: v for k, v in {**em.meta, **(meta or {})}.items() if k != "extra_tensors"}  # tensors: not JSON
     config = {
         "model_cfg": _model_cfg_for_open_clip(em.model_cfg),
         "preprocess_cfg": em.preprocess_cfg,
@@ -342,12 +342,4 @@ def encode_text_trimmed(model, text: torch.Tensor) -> torch.Tensor:
         return model.encode_text(text, normalize=True)  # other text towers: no trimming
     length = int((text != 0).sum(dim=1).max().item())
     text = text[:, : max(length, 1)]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(text).to(cast_dtype)
-    x = x + model.positional_embedding[: text.shape[1]].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[: text.shape[1], : text.shape[1]])
-    x = model.ln_final(x)
-    x = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
-    if model.text_projection is not None:
-        x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
-    return F.normalize(x, dim=-1)
+    return encode_text_embeddings(model, model.token_embedding(text), text)

@@ -15,6 +15,7 @@ mean-pooled per clip.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -87,6 +88,12 @@ def run_header(classifier, bench: Benchmark, split, data: BenchmarkData, protoco
         "root": str(root) if root is not None else None,
         "benchmark_info": data.info,
     }
+    uses_learned = getattr(classifier, "_uses_learned_prompts", None)
+    if prompt_set is not None and uses_learned is not None and uses_learned(list(classifier.labels), prompt_set):
+        # the model's learned soft prompts (MPA-FER) score the classes, not the hand prompt set
+        ctx = classifier.learned_prompts.ctx.detach().float().cpu().numpy()
+        header["prompt_set"] = "learned-prompts"
+        header["prompt_hash"] = hashlib.sha256(ctx.tobytes()).hexdigest()[:16]
     if protocol != PROTOCOL:
         header["prompt_set"] = header["prompt_hash"] = None  # probes do not read prompts
     return header

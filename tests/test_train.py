@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import math
 
 import numpy as np
@@ -17,7 +19,7 @@ from emocap.models import create_model, load_model
 from emocap.train.config import ConfigError, load_config
 from emocap.train.data import DataError, augment
 from emocap.train.forward import encode_text_trimmed
-from emocap.train.losses import ContrastiveLoss, class_prompt_loss, multi_positive_nce, positive_mask
+from emocap.train.losses import class_prompt_loss, positive_mask, soft_target_nce, symmetric_nce
 from emocap.train.loop import train
 
 
@@ -51,7 +53,7 @@ def test_missing_config_and_shards(tmp_path):
 
 
 # ---------------------------------------------------------------- losses
-def test_multi_positive_nce_by_hand():
+def test_multi_positive_nce_of_a_mask_by_hand():
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 1.0, 1.0]])
     mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
     expected = 0.0
@@ -59,7 +61,7 @@ def test_multi_positive_nce_by_hand():
         logz = math.log(sum(math.exp(v) for v in logits[i].tolist()))
         pos = [j for j in range(3) if mask[i, j] > 0]
         expected += -sum((logits[i, j].item() - logz) / len(pos) for j in pos)
-    assert multi_positive_nce(logits, mask).item() == pytest.approx(expected / 3, rel=1e-6)
+    assert soft_target_nce(logits, mask).item() == pytest.approx(expected / 3, rel=1e-6)
 
 
 def test_positive_masks():
@@ -76,10 +78,10 @@ def test_contrastive_without_mining_is_open_clip_clip_loss_and_identity_mask_too
     img = F.normalize(torch.randn(6, 8, generator=g), dim=1)
     txt = F.normalize(torch.randn(6, 8, generator=g), dim=1)
     scale = torch.tensor(10.0)
-    ours = ContrastiveLoss()(img, txt, scale)
+    ours = symmetric_nce(scale * img @ txt.T)
     assert ours.item() == pytest.approx(ClipLoss()(img, txt, scale).item(), rel=1e-6)
     distinct = torch.eye(6)  # every sample its own class: mining finds no extra positives
-    mined = ContrastiveLoss()(img, txt, scale, soft_labels=distinct, mode="label")
+    mined = symmetric_nce(scale * img @ txt.T, positive_mask(distinct, "label"))
     assert mined.item() == pytest.approx(ours.item(), rel=1e-6)
 
 
@@ -148,9 +150,12 @@ def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
     em = load_model(str(final))
     assert em.meta["labels"][:2] == ["neutral", "happiness"] and em.meta["prompts"]["hash"]
     assert not em.model.training
-    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
-    assert log[0].startswith("time,epoch,step,loss")
-    assert sum(1 for line in log if line.split(",")[-1] not in ("", "val_uar")) == 2  # one validation per epoch
+    with open(tmp_path / "run" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(1 for r in rows if r["val_uar"]) == 2  # one validation per epoch
+    step_rows = [r for r in rows if r["loss"]]
+    assert step_rows and all(set(json.loads(r["terms"])) == {"global", "local", "summary", "class_prompts"} for r in step_rows)
+    assert any((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "best").is_dir()
     # the weights moved away from initialisation
     init = create_model("emocap-tiny").model.state_dict()
@@ -158,18 +163,27 @@ def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
     assert not torch.allclose(trained["visual.conv1.weight"].float(), init["visual.conv1.weight"])
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path):
+EVERYTHING_ON = ["prompt.weight=1.0", "prompt.align_weight=0.5", "prompt.prototype_weight=0.5",
+                 "prompt.prototype_samples=32", "mixup.prob=0.5", "loss.local_region=0.5",
+                 "loss.positive_mining=cross_modal", "loss.mining_text_threshold=0.5"]
+
+
+@pytest.mark.parametrize("extra", [[], EVERYTHING_ON], ids=["default-terms", "prompts-mixup-mining"])
+def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path, extra):
     _, shards = tiny_shards
-    straight = train(_tiny_cfg(shards, tmp_path / "a"), progress=False)
+    straight = train(_tiny_cfg(shards, tmp_path / "a", *extra), progress=False)
     # 48 samples / batch 8 = 6 steps per epoch; stop in the middle of epoch 1, then rerun the same command
-    ckpt = train(_tiny_cfg(shards, tmp_path / "b", "stop_after_steps=4"), progress=False)
+    ckpt = train(_tiny_cfg(shards, tmp_path / "b", "stop_after_steps=4", *extra), progress=False)
     assert (ckpt / "trainer_state.json").is_file() and not (tmp_path / "b" / "final").exists()
-    resumed = train(_tiny_cfg(shards, tmp_path / "b"), progress=False)
+    resumed = train(_tiny_cfg(shards, tmp_path / "b", *extra), progress=False)
     a = load_file(str(straight / "open_clip_model.safetensors"))
     b = load_file(str(resumed / "open_clip_model.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+    if extra:  # the learned prompts continue exactly too
+        pa, pb = (load_file(str(f / "emocap_extra.safetensors"))["prompt_ctx"] for f in (straight, resumed))
+        assert torch.allclose(pa, pb, atol=1e-6)
 
 
 def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
@@ -188,11 +202,98 @@ def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
 def test_init_from_a_trained_model(tiny_shards, tmp_path):
     _, shards = tiny_shards
     first = train(_tiny_cfg(shards, tmp_path / "a", "max_steps=2"), progress=False)
-    second = train(_tiny_cfg(shards, tmp_path / "b", f"init_from={first}", "max_steps=1", "lr=1.0e-12"), progress=False)
+    second = train(_tiny_cfg(shards, tmp_path / "b", f"init_from=local-dir:{first}", "max_steps=1", "lr=1.0e-12"),
+                   progress=False)
     a = load_file(str(first / "open_clip_model.safetensors"))
     b = load_file(str(second / "open_clip_model.safetensors"))
     assert torch.allclose(a["visual.conv1.weight"], b["visual.conv1.weight"], atol=1e-6)
     assert torch.allclose(a["token_embedding.weight"], b["token_embedding.weight"], atol=1e-6)
-    with pytest.raises(ValueError, match="init_from"):
+    with pytest.raises(ConfigError, match="init_from"):
         train(_tiny_cfg(shards, tmp_path / "c", f"init_from={first}", "model=emocap-rn-small", "max_steps=1"),
               progress=False)
+
+
+def test_nan_loss_skips_the_step_and_repeated_nans_stop_with_the_checkpoint_kept(tiny_shards, tmp_path):
+    from emocap.train.loop import MAX_CONSECUTIVE_NAN, TrainingStopped
+
+    _, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "once", "debug_nan_at_steps=[2]", "max_steps=4", "log_every=1"), progress=False)
+    with open(tmp_path / "once" / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows if r["loss"] == "nan"] == ["2"] and "non-finite" in rows[2]["terms"]
+    assert [r["step"] for r in rows if r["loss"] not in ("", "nan")] == ["1", "2", "3", "4"]  # the run went on
+    assert (final / "open_clip_model.safetensors").is_file()
+
+    # from step 3 on every loss is non-finite: the run stops; the checkpoint (3 good steps) stays
+    run = tmp_path / "stuck"
+    with pytest.raises(TrainingStopped, match=f"{MAX_CONSECUTIVE_NAN} non-finite losses in a row at step 3"):
+        train(_tiny_cfg(shards, run, "debug_nan_at_steps=[3, 4, 5, 6, 7, 8]", "checkpoint_every=2"), progress=False)
+    kept = run / "checkpoints" / "last"
+    assert json.loads((kept / "trainer_state.json").read_text())["global_step"] == 3
+    weights = load_file(str(next(kept.glob("*.safetensors"))))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert not (run / "final").exists()
+
+
+def test_accumulation_mining_and_locks_run_end_to_end(tiny_shards, tmp_path):
+    _, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "acc", "accum_steps=2", "loss.positive_mining=cross_modal_soft", "loss.mining_temperature=0.5",
+                            "lock.image=true", "max_steps=2", "log_every=1", "grad_checkpointing=true"), progress=False)
+    torch.manual_seed(0)  # the run's seed: the same initial weights
+    init = create_model("emocap-tiny").model.state_dict()
+    trained = load_file(str(final / "open_clip_model.safetensors"))
+    assert torch.equal(trained["visual.conv1.weight"], init["visual.conv1.weight"])  # image tower locked
+    assert not torch.equal(trained["token_embedding.weight"], init["token_embedding.weight"])
+    with open(tmp_path / "acc" / "log.csv", newline="") as f:
+        assert all(float(r["positives"]) > 0 for r in csv.DictReader(f) if r["loss"])  # soft mining: off-diagonal mass
+    with pytest.raises(ConfigError, match="accum_steps"):
+        load_config("tiny", ["data.train_shards=/x", "batch_size=8", "accum_steps=3"])
+
+
+def test_wise_ft_interpolates_weights_and_prompts(tmp_path):
+    from emocap.models import save_model
+    from emocap.train.wise_ft import main as wise_main
+    from emocap.train.wise_ft import wise_ft
+
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        em = create_model("emocap-tiny")
+        ctx = torch.full((4, 32), float(seed))
+        folders.append(save_model(em, tmp_path / f"m{seed}", meta={"labels": ["neutral", "happiness"],
+                                  "learned_prompts": {"n_ctx": 4, "classes": None, "tensor": "prompt_ctx"}},
+                                  extra_tensors={"prompt_ctx": ctx}))
+    out = wise_ft(str(folders[0]), f"local-dir:{folders[1]}", str(tmp_path / "mix"), alpha=0.25)
+    a, b, mix = (load_file(str(f / "open_clip_model.safetensors")) for f in (*folders, out))
+    for key in ("visual.conv1.weight", "token_embedding.weight", "logit_scale"):
+        assert torch.allclose(mix[key], 0.75 * a[key] + 0.25 * b[key], atol=1e-6), key
+    assert torch.allclose(load_file(str(out / "emocap_extra.safetensors"))["prompt_ctx"], torch.full((4, 32), 0.25))
+    loaded = load_model(str(out))
+    assert loaded.meta["wise_ft"]["alpha"] == 0.25 and loaded.meta["labels"] == ["neutral", "happiness"]
+    with pytest.raises(ValueError, match="alpha"):
+        wise_ft(str(folders[0]), str(folders[1]), str(tmp_path / "bad"), alpha=1.5)
+    small = save_model(create_model("emocap-rn-small"), tmp_path / "other")
+    assert wise_main([str(folders[0]), str(small), str(tmp_path / "bad2")]) == 2  # different architectures
+
+
+def test_init_from_open_clip_pretrained_names_resolve_to_hub_ids():
+    from emocap.train.loop import resolve_init_from
+
+    assert resolve_init_from("open_clip:ViT-B-32/laion2b_s34b_b79k") == "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+    assert resolve_init_from("local-dir:/x") == "local-dir:/x" and resolve_init_from("hf-hub:a/b") == "hf-hub:a/b"
+    with pytest.raises(ConfigError, match="init_from.*no pretrained weights 'nope'"):
+        resolve_init_from("open_clip:RN50/nope")
+
+
+def test_bf16_mixed_precision_on_cpu_and_fp16_needs_a_gpu(tiny_shards, tmp_path):
+    _, shards = tiny_shards
+    final = train(_tiny_cfg(shards, tmp_path / "bf16", "precision=bf16", "max_steps=2", "log_every=1"), progress=False)
+    with open(tmp_path / "bf16" / "log.csv", newline="") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    assert load_model(str(final)).model.visual.conv1.weight.dtype == torch.float32
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="precision"):
+            train(_tiny_cfg(shards, tmp_path / "fp16", "precision=fp16"), progress=False)
+    with pytest.raises(ConfigError, match="precision"):
+        load_config("tiny", ["data.train_shards=/x", "precision=fp8"])

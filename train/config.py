@@ -14,6 +14,8 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from .losses import MINING_MODES
+
 DEFAULTS: Dict[str, Any] = {
     "model": "emocap-rn-small",
     "init_from": None,              # trained weights to start from (model id); None: random initialisation
@@ -28,6 +30,11 @@ DEFAULTS: Dict[str, Any] = {
         "grayscale": True,
         "load_size": None,          # decode size kept in memory (default: the model's image size)
         "balance_power": 0.0,       # class-balanced sampling: P(sample) ~ count(class)**-power (0: uniform)
+        "streaming": False,         # stream shards with webdataset instead of loading them into memory (big data)
+        "samples_per_epoch": None,  # streaming: samples that make one epoch (required)
+        "resampled": True,          # streaming: draw shards with replacement per worker (else split by rank/worker)
+        "workers": 2,               # streaming: data-loader worker processes per rank
+        "shuffle_buffer": 2000,     # streaming: samples in the shuffle buffer
     },
     "epochs": 10,
     "batch_size": 128,
@@ -40,12 +47,38 @@ DEFAULTS: Dict[str, Any] = {
     "prompts": "basic8",            # prompt set for class prompts and validation
     "loss": {
         "global": 1.0,              # image <-> global caption contrastive term
-        "local": 0.0,               # image <-> one local (region) sentence
+        "local": 0.0,               # image <-> one local (region) sentence, as a whole-image positive
+        "local_region": 0.0,        # the local sentence through region-aware scores (text-conditioned token pooling)
+        "region_tau": 0.1,          # temperature of the text-conditioned attention over image tokens
         "summary": 0.0,             # image <-> summary sentence
         "class_prompts": 0.0,       # image vs. all class prompts, soft-label targets
-        "positive_mining": "none",  # none | label | soft: captions of the same meaning are positives
+        # positives not pushed apart: none | label (same dominant emotion) | soft (soft-label cosine >= soft_threshold)
+        # | cross_modal (caption-caption AND image-image cosine above thresholds) | cross_modal_soft (temperature)
+        "positive_mining": "none",
         "soft_threshold": 0.5,      # soft mining: cosine of soft-label vectors above this counts as positive
+        "mining_text_threshold": 0.9,   # cross_modal: global-caption cosine at or above this ...
+        "mining_image_threshold": 0.8,  # ... and image-image cosine at or above this: a positive
+        "mining_temperature": 0.05,     # cross_modal_soft: softmax temperature of min(text, image) similarity
+        "mining_warmup_steps": 0,       # plain targets for the first N steps (from-scratch embeddings are all alike)
         "class_balance": 0.0,       # class-prompt term weights count**-power (0: none; 0.5: inverse sqrt frequency)
+    },
+    "prompt": {                     # MPA-FER soft prompt alignment (off while every weight is 0)
+        "weight": 0.0,              # images vs. soft-prompt class features (global + top-k patch score), soft targets
+        "align_weight": 0.0,        # soft prompts vs. LLM-written class descriptions (hard prompts)
+        "prototype_weight": 0.0,    # soft prompts vs. class prototypes of a frozen copy of the image encoder
+        "n_ctx": 4,                 # context vectors per prompt
+        "per_class": False,         # one set per class (True) or shared by all classes (works for any label name)
+        "init": "a face showing",   # words whose embeddings initialise the context (token count must equal n_ctx)
+        "patch_weight": 0.5,        # weight of the top-k patch (local) score beside the global score
+        "patch_topk": 2,
+        "hard_prompts": None,       # prompt set with the class descriptions (None: the run's `prompts`)
+        "prototype_samples": 4096,  # training images averaged into the prototypes
+        "prototype_every": 0,       # steps between refreshing the frozen copy (0: frozen once, at the start)
+        "only": False,              # prompt stage: freeze both towers and train the context vectors only
+    },
+    "mixup": {                      # MIDAS-style soft-label mixup of image pairs
+        "prob": 0.0,                # share of samples mixed with a partner from the same batch
+        "alpha": 0.4,               # mixing weight ~ Beta(alpha, alpha)
     },
     "aug": {
         "scale": [0.8, 1.0],
@@ -56,9 +89,20 @@ DEFAULTS: Dict[str, Any] = {
         "contrast": 0.25,
         "erase_prob": 0.25,
     },
+    "precision": "no",             # no | fp16 | bf16 (accelerate mixed precision where the device supports it)
+    "grad_checkpointing": False,    # recompute tower activations in backward (less memory, more time)
+    "accum_steps": 1,               # micro-batches per step, contrastive-correct (feature cache; see loop.py)
+    "lock": {                       # freeze towers (fine-tuning), optionally leaving the last groups/layers trainable
+        "image": False,
+        "image_unlocked_groups": 0,
+        "text": False,
+        "text_unlocked_layers": 0,
+    },
     "num_threads": None,
     "channels_last": True,          # convolution memory layout (faster on CPU)
     "log_every": 50,
+    "tensorboard": True,            # also write TensorBoard scalars to <out>/tensorboard (when tensorboard is installed)
+    "debug_nan_at_steps": None,     # tests: treat the loss of these step attempts (0-based, this invocation) as non-finite
     "save_fp16": False,
     "max_steps": None,              # stop after this many steps (tests, quick checks)
     "stop_after_steps": None,       # end this invocation (checkpointed) after N steps; rerun to resume (time-boxed jobs)
@@ -133,16 +177,44 @@ def validate(cfg: Dict[str, Any]) -> None:
     positive("epochs", cfg["epochs"], int)
     positive("batch_size", cfg["batch_size"], int)
     positive("lr", cfg["lr"])
+    positive("accum_steps", cfg["accum_steps"], int)
+    if cfg["batch_size"] % cfg["accum_steps"]:
+        raise ConfigError(f"config key 'accum_steps' ({cfg['accum_steps']}) must divide batch_size ({cfg['batch_size']})")
+    if cfg["precision"] not in ("no", "fp16", "bf16"):
+        raise ConfigError(f"config key 'precision' must be no, fp16 or bf16, got {cfg['precision']!r}")
     if cfg["batch_size"] < 2:
         raise ConfigError("config key 'batch_size' must be at least 2 for contrastive learning")
     for k, v in cfg["loss"].items():
         if k in ("positive_mining",):
-            if v not in ("none", "label", "soft"):
-                raise ConfigError(f"config key 'loss.positive_mining' must be none, label or soft, got {v!r}")
+            if v not in MINING_MODES:
+                raise ConfigError(f"config key 'loss.positive_mining' must be one of {', '.join(MINING_MODES)}, got {v!r}")
         elif not isinstance(v, (int, float)) or v < 0:
             raise ConfigError(f"config key 'loss.{k}' must be a number >= 0, got {v!r}")
-    if not any(cfg["loss"][k] > 0 for k in ("global", "local", "summary", "class_prompts")):
-        raise ConfigError("all loss weights are 0: set at least one of loss.global/local/summary/class_prompts")
+    for key in ("region_tau", "mining_temperature"):
+        positive(f"loss.{key}", cfg["loss"][key])
+    p = cfg["prompt"]
+    for key in ("weight", "align_weight", "prototype_weight", "patch_weight"):
+        if not isinstance(p[key], (int, float)) or isinstance(p[key], bool) or p[key] < 0:
+            raise ConfigError(f"config key 'prompt.{key}' must be a number >= 0, got {p[key]!r}")
+    for key in ("n_ctx", "patch_topk", "prototype_samples"):
+        positive(f"prompt.{key}", p[key], int)
+    prompt_on = any(p[k] > 0 for k in ("weight", "align_weight", "prototype_weight"))
+    if p["only"] and not prompt_on:
+        raise ConfigError("config key 'prompt.only' is true but every prompt weight is 0 (prompt.weight, ...)")
+    if not any(cfg["loss"][k] > 0 for k in ("global", "local", "local_region", "summary", "class_prompts")) and not prompt_on:
+        raise ConfigError("all loss weights are 0: set at least one of loss.global/local/local_region/summary/"
+                          "class_prompts or prompt.weight")
+    d = cfg["data"]
+    if d["streaming"]:
+        if not isinstance(d["samples_per_epoch"], int) or d["samples_per_epoch"] <= 0:
+            raise ConfigError("config key 'data.samples_per_epoch' must be a positive integer when data.streaming is true")
+        if d["balance_power"] or cfg["loss"]["class_balance"]:
+            raise ConfigError("config keys 'data.balance_power' and 'loss.class_balance' need class counts: "
+                              "in-memory data only (data.streaming: false)")
+    m = cfg["mixup"]
+    if not isinstance(m["prob"], (int, float)) or not 0 <= m["prob"] <= 1:
+        raise ConfigError(f"config key 'mixup.prob' must be in [0, 1], got {m['prob']!r}")
+    positive("mixup.alpha", m["alpha"])
     if not cfg["data"]["train_shards"]:
         raise ConfigError("config key 'data.train_shards' is required (a folder made by `emocap caption`)")
     lo, hi = cfg["aug"]["scale"]

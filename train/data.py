@@ -73,6 +73,24 @@ def _decode(data: bytes, size: int, grayscale: bool) -> np.ndarray:
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
 
+def parse_sample(sample: dict, shard, canon_index: Dict[str, int], n_labels: int, size: int, grayscale: bool):
+    """One webdataset sample -> (uint8 image [C, H, W], captions dict, soft label [n_labels]), or None when its
+    labels put no mass on the training label set. Raises DataError naming the shard for a sample without image."""
+    record = json.loads(sample["json"])
+    image_key = next((k for k in ("png", "jpg", "jpeg", "webp", "bmp") if k in sample), None)
+    if image_key is None:
+        raise DataError(f"{shard}: sample {sample['__key__']} has no image")
+    soft = np.zeros(n_labels, dtype=np.float32)
+    for label, p in record.get("soft_label", {record["label"]: 1.0}).items():
+        idx = canon_index.get(taxonomy.canonical(label))
+        if idx is not None:
+            soft[idx] += p
+    if soft.sum() <= 0:
+        return None
+    soft /= soft.sum()
+    return _decode(sample[image_key], size, grayscale), record["captions"], soft
+
+
 def load_caption_shards(
     spec, tokenizer, label_names: Sequence[str], size: int, grayscale: bool = True,
     limit: Optional[int] = None, progress: bool = True,
@@ -89,20 +107,11 @@ def load_caption_shards(
             for sample in tqdm(stream, desc=f"loading {shard.name}", disable=not progress, leave=False):
                 if limit and len(keys) >= limit:
                     break
-                record = json.loads(sample["json"])
-                image_key = next((k for k in ("png", "jpg", "jpeg", "webp", "bmp") if k in sample), None)
-                if image_key is None:
-                    raise DataError(f"{shard}: sample {sample['__key__']} has no image")
-                soft = np.zeros(len(label_names), dtype=np.float32)
-                for label, p in record.get("soft_label", {record["label"]: 1.0}).items():
-                    idx = canon_index.get(taxonomy.canonical(label))
-                    if idx is not None:
-                        soft[idx] += p
-                if soft.sum() <= 0:
+                parsed = parse_sample(sample, shard, canon_index, len(label_names), size, grayscale)
+                if parsed is None:
                     continue  # no mass on the training label set
-                soft /= soft.sum()
-                caps = record["captions"]
-                images.append(_decode(sample[image_key], size, grayscale))
+                image, caps, soft = parsed
+                images.append(image)
                 globals_.append(caps["global"])
                 summaries.append(caps["summary"])
                 locals_.extend(caps["local"] or [caps["global"]])

@@ -22,9 +22,10 @@ def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None
     em = load_model(src)
     meta = {k: v for k, v in em.meta.items() if k != "extra_tensors"}
     dest_path = Path(dest)
-    for stale in (CONFIG_NAME, WEIGHTS_NAME):
+    for stale in (CONFIG_NAME, WEIGHTS_NAME, "emocap_extra.safetensors"):
         (dest_path / stale).unlink(missing_ok=True)
-    save_model(em, dest_path, meta=meta, fp16=fp16)
+    # learned soft prompts (emocap_extra.safetensors) travel with the weights
+    save_model(em, dest_path, meta=meta, fp16=fp16, extra_tensors=em.meta.get("extra_tensors"))
     if card:
         shutil.copyfile(card, dest_path / "README.md")
     return dest_path

@@ -1,0 +1,103 @@
+"""Training ablation on FER+: train each row of train/configs/ablation/, evaluate it with `emocap eval` on FER+
+test, and write the table (docs/training.md shows the one measured here).
+
+Rows (each adds one thing to the row before): global only; + local (whole-image and region-aware) and summary;
++ cross-modal guided positive mining; + MPA-FER prompt alignment (joint); + MIDAS soft-label mixup. All rows
+share one short step budget (``max_steps`` in the configs), far below the 13-epoch default recipe.
+
+Usage (from the repo root, after `emocap caption --root ../shared/data/ferplus --split train
+--out data/captions/ferplus-train`)::
+
+    python benchmarks/train_ablation.py --ferplus ../shared/data/ferplus            # all rows, then the table
+    python benchmarks/train_ablation.py --rows 1-global 2-local-summary --table-only
+
+A finished row (``runs/ablation/<row>/final`` and its result JSON present) is not trained or evaluated again;
+an interrupted row resumes from its checkpoint. Before each training run the script waits while the file
+``--quiet-file`` exists (a shared machine's "do not start heavy work now" signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "train" / "configs" / "ablation"
+ROWS = ["1-global", "2-local-summary", "3-mining", "4-prompts", "5-mixup"]
+LABELS = {
+    "1-global": "global only",
+    "2-local-summary": "+ local (whole-image + region-aware) and summary",
+    "3-mining": "+ cross-modal guided positive mining",
+    "4-prompts": "+ MPA-FER prompt alignment (joint)",
+    "5-mixup": "+ soft-label mixup (MIDAS)",
+}
+
+
+def _wait_quiet(quiet_file: str) -> None:
+    while quiet_file and Path(quiet_file).exists():
+        print(f"waiting: {quiet_file} exists", flush=True)
+        time.sleep(30)
+
+
+def _result(results: Path, row: str):
+    files = sorted(results.glob(f"*{row}*ferplus__test__*.json")) if results.is_dir() else []
+    return json.loads(files[-1].read_text()) if files else None
+
+
+def _train_seconds(run: Path) -> float:
+    """Wall time of the run's logged steps (first to last log row; the runs log every 25 steps)."""
+    import csv
+
+    with open(run / "log.csv", newline="") as f:
+        times = [float(r["time"]) for r in csv.DictReader(f) if r["loss"] not in ("", "nan")]
+    return times[-1] - times[0] if len(times) > 1 else float("nan")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ferplus", default="../shared/data/ferplus", help="FER+ root (FER2013Test/ + labels)")
+    p.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    p.add_argument("--runs", default="runs/ablation", help="run folders (the configs' out)")
+    p.add_argument("--results", default="results/ablation", help="result JSON folder")
+    p.add_argument("--table-only", action="store_true", help="only build the table from existing results")
+    p.add_argument("--quiet-file", default="/tmp/emocap-quiet")
+    p.add_argument("--nice", type=int, default=10)
+    args = p.parse_args(argv)
+    results = Path(args.results)
+    emocap = [sys.executable, "-m", "emocap.cli"]
+    for row in args.rows if not args.table_only else []:
+        run = Path(args.runs) / row
+        if not (run / "final" / "open_clip_model.safetensors").is_file():
+            _wait_quiet(args.quiet_file)
+            cmd = ["nice", "-n", str(args.nice), *emocap, "train", "--config", str(CONFIGS / f"{row}.yaml"),
+                   "--out", str(run), "--quiet"]
+            print("+", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+        if _result(results, row) is None:
+            _wait_quiet(args.quiet_file)
+            cmd = [*emocap, "eval", "--root", args.ferplus, "--model", str(run / "final"), "--out", str(results),
+                   "--no-progress"]
+            print("+", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+    lines = ["| row | config | FER+ test WAR | UAR | macro F1 | s from first to last logged step |", "|---|---|---|---|---|---|"]
+    for row in ROWS:
+        r = _result(results, row)
+        run = Path(args.runs) / row
+        if r is None:
+            lines.append(f"| {LABELS[row]} | `{row}.yaml` | not run | | | |")
+            continue
+        secs = _train_seconds(run) if (run / "log.csv").is_file() else float("nan")
+        lines.append(f"| {LABELS[row]} | `{row}.yaml` | {r['war']:.4f} | {r['uar']:.4f} | {r['macro_f1']:.4f} | {secs:.0f} |")
+    table = "\n".join(lines)
+    print(table)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "ablation_table.md").write_text(table + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
