@@ -219,6 +219,22 @@ def resolve_model_dir(model_id: Optional[str], cache_dir: Optional[str] = None) 
     return folder
 
 
+def open_clip_hub_repo(arch: str, tag: str) -> str:
+    """The Hugging Face hub repo that open_clip's pretrained registry names for ``(arch, tag)``.
+
+    Raises ModelLoadError for an unknown tag, or for weights published only as a pickled checkpoint URL.
+    """
+    pcfg = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
+    if not pcfg:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
+        raise ModelLoadError(f"open_clip has no pretrained tag {tag!r} for {arch}; tags: {tags}")
+    repo = (pcfg.get("hf_hub") or "").strip("/")
+    if not repo:
+        raise ModelLoadError(f"{arch}/{tag} is only published as a pickled checkpoint URL; emocap loads "
+                             "safetensors from the Hugging Face hub only (convert it to an open_clip hub folder)")
+    return repo
+
+
 def load_open_clip_model(
     arch: str, pretrained: str, device: Union[str, torch.device, None] = None, cache_dir: Optional[str] = None
 ) -> EmocapModel:
@@ -243,16 +259,12 @@ def load_open_clip_model(
         model_id = f"{arch}/{Path(pretrained).name}"
     else:
         pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
-        if not pcfg:
-            tags = ", ".join(open_clip.list_pretrained_tags_by_model(arch)) or "none"
-            raise ModelLoadError(f"open_clip has no pretrained tag {pretrained!r} for {arch}; tags: {tags}")
-        repo = (pcfg.get("hf_hub") or "").strip("/")
-        if not repo:
-            raise ModelLoadError(f"{arch}/{pretrained} is only published as a pickled checkpoint URL; emocap "
-                                 "loads safetensors from the Hugging Face hub only")
+        repo = open_clip_hub_repo(arch, pretrained)
         folder = resolve_model_dir(f"hf-hub:{repo}", cache_dir=cache_dir)
         if (folder / CONFIG_NAME).is_file():
-            return load_model(f"local-dir:{folder}", device=device)
+            em = load_model(f"local-dir:{folder}", device=device)
+            em.model_id = model_id
+            return em
         files = [f for f in (folder / WEIGHTS_NAME, folder / "model.safetensors") if f.is_file()]
         if not files:
             raise ModelLoadError(f"hf-hub:{repo} has no safetensors weights; emocap never unpickles downloads")
@@ -280,8 +292,14 @@ def load_model(
 ) -> EmocapModel:
     """Load a trained model in ``eval()`` mode. See the module docstring for accepted ids.
 
-    With ``pretrained``, ``model_id`` is an open_clip architecture name (see :func:`load_open_clip_model`).
+    With ``pretrained``, ``model_id`` is an open_clip architecture name (see :func:`load_open_clip_model`);
+    ``open_clip:<arch>/<tag>`` is the same as one id.
     """
+    if model_id and model_id.startswith("open_clip:"):
+        arch, _, tag = model_id[len("open_clip:"):].partition("/")
+        if not arch or not tag:
+            raise ModelLoadError(f"model id {model_id!r}: the form is open_clip:<architecture>/<pretrained tag>")
+        model_id, pretrained = arch, tag
     if pretrained:
         return load_open_clip_model(model_id, pretrained, device=device, cache_dir=cache_dir)
     folder = resolve_model_dir(model_id, cache_dir=cache_dir)

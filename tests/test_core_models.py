@@ -255,6 +255,10 @@ def test_open_clip_baselines_load_by_architecture_and_pretrained(tmp_path, monke
     assert clf.predict_proba(Image.new("RGB", (50, 50), (10, 200, 30))).shape == (1, 2)
     with pytest.raises(ModelLoadError, match="no pretrained tag 'nope'.*openai"):
         load_open_clip_model("ViT-B-16", "nope")
+    with pytest.raises(ModelLoadError, match="no pretrained tag 'nope'"):
+        ZeroShotClassifier.from_pretrained("open_clip:ViT-B-16/nope")  # the one-id form, as init_from takes it
+    with pytest.raises(ModelLoadError, match="the form is open_clip:"):
+        ZeroShotClassifier.from_pretrained("open_clip:ViT-B-16")
     with pytest.raises(ModelLoadError, match="unknown open_clip architecture"):
         load_open_clip_model("ViT-Q-99", "openai")
     with pytest.raises(ModelLoadError, match="does not exist"):

@@ -281,7 +281,7 @@ def test_init_from_open_clip_pretrained_names_resolve_to_hub_ids():
 
     assert resolve_init_from("open_clip:ViT-B-32/laion2b_s34b_b79k") == "hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
     assert resolve_init_from("local-dir:/x") == "local-dir:/x" and resolve_init_from("hf-hub:a/b") == "hf-hub:a/b"
-    with pytest.raises(ConfigError, match="init_from.*no pretrained weights 'nope'"):
+    with pytest.raises(ConfigError, match="init_from.*no pretrained tag 'nope'"):
         resolve_init_from("open_clip:RN50/nope")
 
 

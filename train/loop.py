@@ -125,18 +125,13 @@ def resolve_init_from(model_id: str) -> str:
     """
     if not model_id.startswith("open_clip:"):
         return model_id
-    import open_clip
+    from emocap.models import ModelLoadError, open_clip_hub_repo
 
     arch, _, tag = model_id[len("open_clip:"):].partition("/")
-    pretrained = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
-    if not pretrained:
-        raise ConfigError(f"config key 'init_from': open_clip has no pretrained weights {tag!r} for {arch!r} "
-                          "(see open_clip.list_pretrained(); the form is open_clip:<arch>/<tag>)")
-    hub = (pretrained.get("hf_hub") or "").strip("/")
-    if not hub:
-        raise ConfigError(f"config key 'init_from': open_clip's {arch}/{tag} weights are not on the Hugging Face hub; "
-                          "convert them to an open_clip hub folder with safetensors and give local-dir:<folder>")
-    return f"hf-hub:{hub}"
+    try:
+        return f"hf-hub:{open_clip_hub_repo(arch, tag)}"
+    except ModelLoadError as e:
+        raise ConfigError(f"config key 'init_from': {e} (the form is open_clip:<arch>/<tag>)") from None
 
 
 def _prepare_model(cfg: Dict):
