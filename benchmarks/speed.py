@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -180,9 +182,6 @@ def eval_in_process(ferplus: str, workdir: Path) -> dict:
 
 def eval_times(ferplus: str, workdir: Path) -> dict:
     """Seconds for `emocap eval` on FER+ test in a fresh process: cold (encode) and cached (second prompt set)."""
-    import subprocess
-    import sys
-
     base = [sys.executable, "-m", "emocap.cli", "eval", "--root", ferplus, "--out", str(workdir / "results"),
             "--cache-dir", str(workdir / "cache"), "--no-progress"]
     times = {}
@@ -207,9 +206,6 @@ print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
 def sibling_benchmark(script: str, args: list, workdir: Path) -> dict:
     """Run another benchmark script of this folder with ``--out`` and return its JSON."""
-    import subprocess
-    import sys
-
     out = workdir / f"{Path(script).stem}.json"
     path = Path(__file__).resolve().parent / script
     done = subprocess.run([sys.executable, str(path), *args, "--out", str(out)], capture_output=True, text=True)
@@ -221,9 +217,6 @@ def sibling_benchmark(script: str, args: list, workdir: Path) -> dict:
 
 def classify_peak_rss_mb(paths, n: int, workdir: Path) -> float:
     """Peak RSS (MB) of `emocap classify FOLDER` over ``n`` image files (hard links to ``paths``, cycled)."""
-    import subprocess
-    import sys
-
     folder = workdir / f"mem{n}"
     folder.mkdir()
     for i in range(n):

@@ -110,21 +110,21 @@ class ZeroShotClassifier:
         if key not in self._text_cache and self._uses_learned_prompts(labels, prompt_set):
             self._text_cache[key] = self.learned_prompts.text_features(self.model.model, self.model.tokenizer, labels)
         if key not in self._text_cache:
-            texts, owner = [], []
-            for i, label in enumerate(labels):
-                prompts = prompt_set.texts_for(label)
-                texts.extend(prompts)
-                owner.extend([i] * len(prompts))
-            feats = []
-            for s in range(0, len(texts), 256):  # one batched pass over all prompts of all labels
-                tokens = self.model.tokenizer(texts[s:s + 256]).to(self.device)
-                feats.append(encode_text_trimmed(self.model.model, tokens).float())
-            feats = torch.cat(feats)
-            owner_t = torch.tensor(owner, device=feats.device)
-            means = torch.zeros(len(labels), feats.shape[1], device=feats.device).index_add_(0, owner_t, feats)
-            means = means / torch.bincount(owner_t, minlength=len(labels)).clamp(min=1)[:, None]
+            per_label = [prompt_set.texts_for(label) for label in labels]
+            feats = self.encode_texts([t for prompts in per_label for t in prompts])  # all labels in one pass
+            groups = feats.split([len(prompts) for prompts in per_label])
+            means = torch.stack([g.mean(dim=0) for g in groups])
             self._text_cache[key] = means / means.norm(dim=1, keepdim=True)
         return self._text_cache[key]
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """[N, D] L2-normalised text features, in batches, on padding-trimmed tokens."""
+        feats = []
+        for s in range(0, len(texts), batch_size):
+            tokens = self.model.tokenizer(list(texts[s:s + batch_size])).to(self.device)
+            feats.append(encode_text_trimmed(self.model.model, tokens).float())
+        return torch.cat(feats)
 
     def _uses_learned_prompts(self, labels: Sequence[str], prompt_set: PromptSet) -> bool:
         lp = self.learned_prompts

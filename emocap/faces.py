@@ -44,7 +44,6 @@ try:  # imported here, in the importing thread: cv2's bootstrap is not safe to r
 except ImportError:  # pragma: no cover - opencv is a core dependency
     cv2 = None
 
-_IMPORT_LOCK = threading.Lock()
 _PER_THREAD = threading.local()
 
 
@@ -52,8 +51,7 @@ def _cascade():
     """This thread's Haar cascade (OpenCV's detector objects are not shared across threads)."""
     cascade = getattr(_PER_THREAD, "cascade", None)
     if cascade is None:
-        with _IMPORT_LOCK:  # a first import of cv2 from several threads at once can see a half-made module
-            cascade = _PER_THREAD.cascade = _load_cascade()
+        cascade = _PER_THREAD.cascade = _load_cascade()
     return cascade
 
 

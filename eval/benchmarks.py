@@ -1,9 +1,9 @@
 """Benchmark registry: each FER benchmark as data (name, loader, default split, label list), not an if/elif chain.
 
 Flow: ``--benchmark NAME --root PATH`` -> :func:`get_benchmark` -> ``Benchmark.load(root, split, **options)`` ->
-:class:`BenchmarkData` (samples, class names, problems, protocol info) -> ``emocap.eval.zeroshot.evaluate`` loads
-the images in batches (:func:`load_samples`; clips through :func:`load_clips` and :func:`pool_frame_probs`),
-skipping and reporting the ones that fail, and scores them.
+:class:`BenchmarkData` (samples, class names, problems, protocol info) -> ``emocap.eval.features`` loads the
+images in batches (:func:`load_clips`; a still image is a one-frame clip), skipping and reporting the ones that
+fail, encodes them, and protocols pool clip frames with :func:`pool_frame_probs`.
 
 A loader takes ``(root, split, **options)`` and returns a :class:`BenchmarkData`. Each :class:`Sample` carries a
 source string (path, ``archive/member`` or ``file:line``), a zero-argument callable that returns an RGB PIL image
@@ -204,26 +204,15 @@ def get_benchmark(name: Union[str, Benchmark]) -> Benchmark:
 def load_samples(samples: Sequence[Sample]) -> Tuple[List[Image.Image], List[int], List[str], List[Problem]]:
     """Load a batch of still-image samples; failures are skipped and returned as ``(source, reason)`` problems.
 
-    Returns (images, labels, sources, problems) where the first three are aligned. Clips: :func:`load_clips`.
+    Returns (images, labels, sources, problems) where the first three are aligned. Clips: :func:`load_clips`
+    (which this wraps: a still image is a one-frame clip).
     """
-    images: List[Image.Image] = []
-    labels: List[int] = []
-    sources: List[str] = []
-    problems: List[Problem] = []
-    for s in samples:
-        try:
-            im = s.load()
-        except ImageLoadError as e:
-            problems.append((s.source, e.reason))
-            continue
-        images.append(im)
-        labels.append(s.label)
-        sources.append(s.source)
-    return images, labels, sources, problems
+    clips, labels, sources, problems = load_clips(samples)
+    return [frames[0] for frames in clips], labels, sources, problems
 
 
 def load_clips(samples: Sequence[Sample]) -> Tuple[List[List[Image.Image]], List[int], List[str], List[Problem]]:
-    """Load a batch of clips (a still image counts as a one-frame clip); like :func:`load_samples`.
+    """Load a batch of clips (a still image counts as a one-frame clip), skipping failures as problems.
 
     Returns (frame lists, labels, sources, problems). A clip is kept when at least one of its frames decodes;
     the unreadable frames of a kept clip are reported as problems too.
@@ -250,12 +239,18 @@ def load_clips(samples: Sequence[Sample]) -> Tuple[List[List[Image.Image]], List
 
 
 def pool_frame_probs(frame_probs: np.ndarray, counts: Sequence[int]) -> np.ndarray:
-    """Mean-pool per-frame class probabilities ``[sum(counts), C]`` into one row per clip ``[len(counts), C]``."""
+    """Mean-pool per-frame rows ``[sum(counts), C]`` into one row per clip ``[len(counts), C]`` (float64).
+
+    Used for frame probabilities and frame features alike; when every clip has one row the input comes back as is.
+    """
     frame_probs = np.asarray(frame_probs, dtype=np.float64)
-    if frame_probs.shape[0] != int(sum(counts)):
-        raise ValueError(f"{frame_probs.shape[0]} frame rows for clips of {list(counts)} frames")
-    bounds = np.cumsum([0] + list(counts))
-    return np.stack([frame_probs[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])])
+    counts = np.asarray(counts, dtype=np.int64)
+    if frame_probs.shape[0] != int(counts.sum()):
+        raise ValueError(f"{frame_probs.shape[0]} frame rows for clips of {counts.tolist()[:10]} frames")
+    if len(counts) == 0 or np.all(counts == 1):
+        return frame_probs
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return np.add.reduceat(frame_probs, starts, axis=0) / counts[:, None]
 
 
 # ------------------------------------------------------------------------------------------ shared loader helpers

@@ -29,6 +29,7 @@ from emocap.images import ImageLoadError
 from .benchmarks import BenchmarkData, benchmark_names, get_benchmark
 from .features import FeatureCache
 from .metrics import format_summary
+from .probe import evaluate_probe, protocol_name
 from .views import view_names
 from .zeroshot import PROTOCOL, evaluate, existing_result, run_header, write_result
 
@@ -193,15 +194,12 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
             classifier = build_classifier(args, data.classes)
         except ModelUnavailable as e:
             return _error(str(e))
-        protocol = args.protocol
-        if protocol == "few-shot":
-            protocol = f"few-shot-{args.shots}"
+        protocol = PROTOCOL if args.protocol == PROTOCOL else protocol_name(args.protocol, args.shots)
         view = None if args.view in (None, "none") else args.view
         slices = None if args.slices in (None, "none") else args.slices
         if args.skip_existing:
             header = run_header(classifier, bench, split, data, protocol=protocol, view=view, limit=args.limit,
-                                root=root)
-            header["slices"] = slices if args.protocol == PROTOCOL else None
+                                root=root, slices=slices if args.protocol == PROTOCOL else None)
             found = existing_result(header, args.out)
             if found is not None:
                 print(f"{bench.name}/{split or '-'} ({protocol}{', ' + view if view else ''}): result exists, "
@@ -212,8 +210,6 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
                               progress=not args.no_progress, limit=args.limit, data=data, view=view, cache=cache,
                               slices=slices)
         else:
-            from .probe import evaluate_probe
-
             record = evaluate_probe(classifier, bench, root, protocol=args.protocol, split=split,
                                     train_split=args.train_split, val_split=args.val_split, shots=args.shots,
                                     seeds=args.seeds, batch_size=args.batch_size, view=view, limit=args.limit,

@@ -30,18 +30,10 @@ def region_sentences() -> List[dict]:
 
 
 def _sentence_features(classifier, sentences: Sequence[str]) -> np.ndarray:
-    import torch
-
     cache: Dict[tuple, np.ndarray] = classifier.__dict__.setdefault("_explain_cache", {})
     key = tuple(sentences)
     if key not in cache:
-        em = classifier.model
-        feats = []
-        with torch.inference_mode():
-            for i in range(0, len(sentences), 64):
-                tokens = em.tokenizer(list(sentences[i:i + 64])).to(classifier.device)
-                feats.append(em.model.encode_text(tokens, normalize=True).float().cpu())
-        cache[key] = torch.cat(feats).numpy()
+        cache[key] = classifier.encode_texts(sentences).cpu().numpy()
     return cache[key]
 
 

@@ -28,11 +28,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .benchmarks import BenchmarkData, Problem, load_clips
+from .benchmarks import BenchmarkData, Problem, load_clips, pool_frame_probs
 from .views import ImageView, get_view
 
 __all__ = [
-    "FeatureSet", "FeatureCache", "extract_features", "model_fingerprint", "default_cache_dir", "pool_rows",
+    "FeatureSet", "FeatureCache", "extract_features", "model_fingerprint", "default_cache_dir",
     "CACHE_FORMAT",
 ]
 
@@ -73,7 +73,7 @@ class FeatureSet:
 
     def pooled(self) -> np.ndarray:
         """One row per sample: the mean over a clip's frame rows (re-normalised for features)."""
-        rows = pool_rows(self.features, self.counts)
+        rows = pool_frame_probs(self.features, self.counts)
         if self.kind == "features":
             rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
         return rows.astype(np.float32)
@@ -89,18 +89,6 @@ class FeatureSet:
             None if self.soft_labels is None else self.soft_labels[index],
             {k: [v[i] for i in index] for k, v in self.groups.items()}, [], self.kind, self.from_cache,
         )
-
-
-def pool_rows(rows: np.ndarray, counts: Sequence[int]) -> np.ndarray:
-    """Mean of consecutive row groups: ``[sum(counts), D]`` -> ``[len(counts), D]`` (fast path when all are 1)."""
-    rows = np.asarray(rows)
-    counts = np.asarray(counts, dtype=np.int64)
-    if rows.shape[0] != int(counts.sum()):
-        raise ValueError(f"{rows.shape[0]} rows for groups of {counts.tolist()[:10]}... rows")
-    if len(counts) == 0 or np.all(counts == 1):
-        return rows
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return np.add.reduceat(rows.astype(np.float64), starts, axis=0) / counts[:, None]
 
 
 # ------------------------------------------------------------------------------------------------- extraction

@@ -63,19 +63,15 @@ def top_k_accuracy(y_true: np.ndarray, probs: np.ndarray, k: int) -> float:
 def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """ECE of the top-1 prediction (Guo et al. 2017): sum over bins of |B|/N * |accuracy(B) - confidence(B)|.
 
-    Bin ``i`` holds confidences in ``(i/n_bins, (i+1)/n_bins]``.
+    Bin ``i`` holds confidences in ``(i/n_bins, (i+1)/n_bins]`` (the bins of :func:`reliability_bins`).
     """
-    probs = np.asarray(probs, dtype=np.float64)
-    y_true = np.asarray(y_true)
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == y_true).astype(np.float64)
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    ece = 0.0
-    n = len(y_true)
-    for b in np.unique(bins):
-        in_bin = bins == b
-        ece += in_bin.sum() / n * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return _ece_from_bins(reliability_bins(y_true, probs, n_bins))
+
+
+def _ece_from_bins(rel: Dict[str, list]) -> float:
+    n = sum(rel["count"])
+    return float(sum(c / n * abs(acc - conf)
+                     for c, acc, conf in zip(rel["count"], rel["accuracy"], rel["confidence"]) if c))
 
 
 def classification_metrics(
@@ -159,8 +155,8 @@ def classification_metrics(
         for k in sorted(set(int(k) for k in top_k)):
             if 1 < k < n_classes:
                 result[f"acc{k}"] = top_k_accuracy(y_true, probs, k)
-        result["ece"] = expected_calibration_error(y_true, probs)
         result["reliability"] = reliability_bins(y_true, probs)
+        result["ece"] = _ece_from_bins(result["reliability"])
     return result
 
 

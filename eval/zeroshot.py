@@ -24,8 +24,8 @@ import numpy as np
 
 from emocap import taxonomy
 
-from .benchmarks import Benchmark, BenchmarkData, get_benchmark
-from .features import FeatureCache, FeatureSet, encode_benchmark, pool_rows
+from .benchmarks import Benchmark, BenchmarkData, get_benchmark, pool_frame_probs
+from .features import FeatureCache, FeatureSet, encode_benchmark
 from .records import existing_result, result_filename, scored_record, write_result
 
 __all__ = ["evaluate", "zero_shot_probs", "run_header", "write_result", "result_filename", "existing_result",
@@ -67,12 +67,13 @@ def zero_shot_probs(classifier, fs: FeatureSet, classes: Optional[Sequence[str]]
         frame_probs = np.asarray(fs.features, dtype=np.float64)
     if frame_probs.shape[1] != len(classifier.labels):
         raise ValueError(f"got {frame_probs.shape[1]} class scores for {len(classifier.labels)} labels")
-    probs = pool_rows(frame_probs, fs.counts)[:, align_labels(classifier.labels, classes or fs.classes)]
+    probs = pool_frame_probs(frame_probs, fs.counts)[:, align_labels(classifier.labels, classes or fs.classes)]
     return probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
 
 
 def run_header(classifier, bench: Benchmark, split, data: BenchmarkData, protocol: str = PROTOCOL,
-               view: Optional[str] = None, limit: Optional[int] = None, root=None) -> Dict[str, object]:
+               view: Optional[str] = None, limit: Optional[int] = None, root=None,
+               slices: Optional[str] = None) -> Dict[str, object]:
     """The identifying part of a result record (also what ``--skip-existing`` checks before running)."""
     prompt_set = getattr(classifier, "prompt_set", None)
     header: Dict[str, object] = {
@@ -85,6 +86,7 @@ def run_header(classifier, bench: Benchmark, split, data: BenchmarkData, protoco
         "prompt_set": getattr(prompt_set, "name", None),
         "prompt_hash": getattr(prompt_set, "hash", None),
         "limit": limit,
+        "slices": slices,
         "root": str(root) if root is not None else None,
         "benchmark_info": data.info,
     }
@@ -152,8 +154,7 @@ def evaluate(
         reasons = "; ".join(f"{s}: {r}" for s, r in fs.skipped[:5])
         raise RuntimeError(f"no image of {bench.name}/{split} could be evaluated ({len(fs.skipped)} skipped: {reasons})")
     probs = zero_shot_probs(classifier, fs, data.classes)
-    header = run_header(classifier, bench, split, data, view=view, limit=limit, root=root)
-    header["slices"] = slices
+    header = run_header(classifier, bench, split, data, view=view, limit=limit, root=root, slices=slices)
     record = scored_record(header, fs, probs)
     record["elapsed_s"] = round(time.perf_counter() - start, 3)
     return record

@@ -8,7 +8,8 @@ from PIL import Image
 
 from emocap import ZeroShotClassifier
 from emocap.eval.benchmarks import get_benchmark
-from emocap.eval.features import FeatureCache, FeatureSet, encode_benchmark, extract_features, pool_rows
+from emocap.eval.benchmarks import pool_frame_probs
+from emocap.eval.features import FeatureCache, FeatureSet, encode_benchmark, extract_features
 from emocap.eval.views import equalize, get_view, mask_face_half
 from emocap.eval.zeroshot import evaluate
 
@@ -25,12 +26,12 @@ def folder(tmp_path):
     return root
 
 
-def test_pool_rows_means_groups():
+def test_pool_frame_probs_means_groups():
     rows = np.arange(12, dtype=np.float64).reshape(6, 2)
-    np.testing.assert_allclose(pool_rows(rows, [1, 2, 3]), [[0, 1], [3, 4], [8, 9]])
-    assert pool_rows(rows, [1] * 6) is rows
+    np.testing.assert_allclose(pool_frame_probs(rows, [1, 2, 3]), [[0, 1], [3, 4], [8, 9]])
+    assert pool_frame_probs(rows, [1] * 6) is rows
     with pytest.raises(ValueError):
-        pool_rows(rows, [2, 2])
+        pool_frame_probs(rows, [2, 2])
 
 
 def test_views_mask_the_right_half_and_equalise():
