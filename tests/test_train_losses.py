@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from emocap.train.image_tokens import region_scores, topk_patch_scores
 from emocap.train.losses import (
-    guided_positive_mask, guided_soft_targets, mined_positives, mix_targets, soft_target_nce, symmetric_nce,
+    batch_zscores, guided_positive_mask, guided_soft_targets, mined_positives, mix_targets, soft_target_nce, symmetric_nce,
 )
 from emocap.train.objective import BatchExtras, compute_objective
 from emocap.train.config import load_config
@@ -59,6 +59,27 @@ def test_guided_positive_mask_needs_both_modalities():
     assert mined_positives(mask) == pytest.approx(2 / 3)
     strict = guided_positive_mask(txt, img, text_threshold=0.999, image_threshold=0.9)
     assert strict.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]] and mined_positives(strict) == 0.0
+
+
+def test_relative_guided_mask_thresholds_batch_zscores_by_hand():
+    # 4 samples whose embeddings are all alike (raw cosines > 0.9, as early in training from scratch)
+    txt = F.normalize(torch.tensor([[1.0, 0.00], [1.0, 0.02], [1.0, 0.30], [1.0, 0.45]]), dim=1)
+    img = F.normalize(torch.tensor([[1.0, 0.00], [1.0, 0.03], [1.0, 0.40], [1.0, 0.20]]), dim=1)
+    # raw thresholds mine (nearly) the whole batch ...
+    assert guided_positive_mask(txt, img, 0.9, 0.8).sum().item() == 16
+    # ... batch z-scores pick the pairs that stand out in both modalities
+    def z(feats):
+        sims = [[_cos(a, b) for b in feats.tolist()] for a in feats.tolist()]
+        off = [sims[i][j] for i in range(4) for j in range(4) if i != j]
+        mean = sum(off) / len(off)
+        std = math.sqrt(sum((x - mean) ** 2 for x in off) / (len(off) - 1))
+        return [[(x - mean) / std for x in row] for row in sims]
+    zt, zi = z(txt), z(img)
+    expected = [[1.0 if i == j or (zt[i][j] >= 0.5 and zi[i][j] >= 0.5) else 0.0 for j in range(4)] for i in range(4)]
+    got = guided_positive_mask(txt, img, 0.5, 0.5, relative=True)
+    assert got.tolist() == expected
+    assert expected[0][1] == 1.0 and sum(map(sum, expected)) < 16  # the near-duplicate pair, not the batch
+    assert batch_zscores(torch.ones(1, 1)).tolist() == [[0.0]]
 
 
 def test_guided_soft_targets_by_hand():

@@ -58,6 +58,7 @@ DEFAULTS: Dict[str, Any] = {
         "soft_threshold": 0.5,      # soft mining: cosine of soft-label vectors above this counts as positive
         "mining_text_threshold": 0.9,   # cross_modal: global-caption cosine at or above this ...
         "mining_image_threshold": 0.8,  # ... and image-image cosine at or above this: a positive
+        "mining_relative": False,       # cross_modal: thresholds are batch z-scores of the similarities, not cosines
         "mining_temperature": 0.05,     # cross_modal_soft: softmax temperature of min(text, image) similarity
         "mining_warmup_steps": 0,       # plain targets for the first N steps (from-scratch embeddings are all alike)
         "class_balance": 0.0,       # class-prompt term weights count**-power (0: none; 0.5: inverse sqrt frequency)
@@ -188,6 +189,9 @@ def validate(cfg: Dict[str, Any]) -> None:
         if k in ("positive_mining",):
             if v not in MINING_MODES:
                 raise ConfigError(f"config key 'loss.positive_mining' must be one of {', '.join(MINING_MODES)}, got {v!r}")
+        elif k == "mining_relative":
+            if not isinstance(v, bool):
+                raise ConfigError(f"config key 'loss.mining_relative' must be true or false, got {v!r}")
         elif not isinstance(v, (int, float)) or v < 0:
             raise ConfigError(f"config key 'loss.{k}' must be a number >= 0, got {v!r}")
     for key in ("region_tau", "mining_temperature"):

@@ -55,11 +55,29 @@ def positive_mask(soft_labels: torch.Tensor, mode: str, threshold: float = 0.5) 
     return mask
 
 
-def guided_positive_mask(text_features, image_features, text_threshold: float, image_threshold: float) -> torch.Tensor:
+def batch_zscores(sim: torch.Tensor) -> torch.Tensor:
+    """``sim`` standardised by the mean and standard deviation of its off-diagonal entries (a [B, B] matrix)."""
+    off = ~torch.eye(sim.shape[0], dtype=torch.bool, device=sim.device)
+    values = sim[off]
+    if values.numel() < 2:
+        return torch.zeros_like(sim)
+    return (sim - values.mean()) / values.std().clamp_min(1e-6)
+
+
+def guided_positive_mask(text_features, image_features, text_threshold: float, image_threshold: float,
+                         relative: bool = False) -> torch.Tensor:
     """[B, B] 0/1 mask: ``j`` is a positive of ``i`` when cos(text_i, text_j) >= text_threshold AND
-    cos(image_i, image_j) >= image_threshold (features L2-normalised; no gradient flows through the mask)."""
+    cos(image_i, image_j) >= image_threshold (features L2-normalised; no gradient flows through the mask).
+
+    ``relative``: the thresholds apply to batch z-scores of the two similarity matrices (:func:`batch_zscores`)
+    instead of raw cosines. Scale-free, so it does not mine the whole batch when training from scratch, where every
+    embedding is still alike (raw cosines all near 1).
+    """
     t, v = text_features.detach().float(), image_features.detach().float()
-    mask = ((t @ t.T) >= text_threshold) & ((v @ v.T) >= image_threshold)
+    st, sv = t @ t.T, v @ v.T
+    if relative:
+        st, sv = batch_zscores(st), batch_zscores(sv)
+    mask = (st >= text_threshold) & (sv >= image_threshold)
     mask = mask.float()
     mask.fill_diagonal_(1.0)
     return mask

@@ -60,7 +60,8 @@ def contrastive_targets(feats: Dict[str, torch.Tensor], extras: BatchExtras, lw:
     if mode in ("label", "soft"):
         targets = positive_mask(extras.raw_soft_labels, mode, lw["soft_threshold"])
     elif mode == "cross_modal":
-        targets = guided_positive_mask(feats["text:global"], feats["image"], lw["mining_text_threshold"], lw["mining_image_threshold"])
+        targets = guided_positive_mask(feats["text:global"], feats["image"], lw["mining_text_threshold"],
+                                       lw["mining_image_threshold"], relative=lw["mining_relative"])
     elif mode == "cross_modal_soft":
         targets = guided_soft_targets(feats["text:global"], feats["image"], lw["mining_temperature"])
     else:
