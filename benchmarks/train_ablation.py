@@ -5,7 +5,7 @@ Rows (each adds one thing to the row before): global only; + local (whole-image 
 + cross-modal guided positive mining; + MPA-FER prompt alignment (joint); + MIDAS soft-label mixup; and a side row
 (3b) with label positive mining instead of cross-modal mining, and a reference row with the default model's own
 loss terms (``0-default-recipe``). All rows share one step budget (``max_steps`` in the
-configs: 500 steps of batch 128, about 2.3 epochs), well below the 13-epoch default recipe.
+configs: 400 steps of batch 128, about 1.9 epochs), well below the 13-epoch default recipe.
 
 Usage (from the repo root, after `emocap caption --root ../shared/data/ferplus --split train
 --out data/captions/ferplus-train`)::
