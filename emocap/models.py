@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .learned_prompts import encode_text_embeddings
+from .model_files import CONFIG_NAME, DEFAULT_MODEL_ID, WEIGHTS_NAME, default_model_dir
 
 __all__ = [
     "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
@@ -40,9 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "open_clip_config.json"
-WEIGHTS_NAME = "open_clip_model.safetensors"
-DEFAULT_MODEL_ID = "default"
 HUB_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.md", "*.txt", "*.model"]
 
 
@@ -67,11 +65,6 @@ BUNDLED_ARCHITECTURES = _register_bundled_configs()
 def list_models() -> Dict[str, List[str]]:
     """Bundled architectures (random init, for training) and the embedded pretrained model."""
     return {"pretrained": [DEFAULT_MODEL_ID], "architectures": list(BUNDLED_ARCHITECTURES)}
-
-
-def default_model_dir() -> Path:
-    """Folder of the embedded default model inside the installed package."""
-    return Path(str(resources.files("emocap").joinpath("default_model")))
 
 
 @dataclass

@@ -27,9 +27,10 @@ from emocap.ferplus import LabelFileError
 from emocap.images import ImageLoadError
 
 from .benchmarks import BenchmarkData, benchmark_names, get_benchmark
-from .features import FeatureCache
+from .features import FeatureCache, model_fingerprint
 from .metrics import format_summary
 from .probe import evaluate_probe, protocol_name
+from .text_cache import CachedScorer, cached_scorer, request_fingerprint, save_text_features, text_request_key
 from .views import view_names
 from .zeroshot import PROTOCOL, evaluate, existing_result, run_header, write_result
 
@@ -162,10 +163,23 @@ def _rename_classes(data: BenchmarkData, names: Optional[Sequence[str]]) -> Opti
     return None
 
 
+def _save_text_features(cache: FeatureCache, args, labels, classifier, record: dict) -> None:
+    """Keep the class text features of a local model's run, so the same request can later skip the model."""
+    if getattr(args, "pretrained", None) or not hasattr(classifier, "class_text_features"):
+        return
+    fingerprint = request_fingerprint(args.model)
+    if fingerprint is None or fingerprint != model_fingerprint(classifier):
+        return
+    save_text_features(cache, text_request_key(fingerprint, labels, args.prompts, getattr(args, "no_descriptions", False)),
+                       classifier, record)
+
+
 def _report(record: dict, bench_name: str, split, path: Path) -> None:
     view = f", view {record['view']}" if record.get("view") else ""
     prompts = f", prompts {record['prompt_set']} {record['prompt_hash']}" if record.get("prompt_hash") else ""
     cached = " (cached features)" if record.get("features_from_cache") else ""
+    if record.get("text_features_from_cache"):
+        cached = " (cached image and text features; model not loaded)"
     print(f"{record['model_id']} on {bench_name}/{split or '-'} ({record['protocol']}{view}{prompts}): "
           f"{record['n']} images{cached}, {record.get('elapsed_s', 0):.1f} s")
     for line in format_summary(record):
@@ -190,13 +204,21 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
         problem = _rename_classes(data, args.class_names)
         if problem:
             return _error(problem)
-        try:
-            classifier = build_classifier(args, data.classes)
-        except ModelUnavailable as e:
-            return _error(str(e))
         protocol = PROTOCOL if args.protocol == PROTOCOL else protocol_name(args.protocol, args.shots)
         view = None if args.view in (None, "none") else args.view
         slices = None if args.slices in (None, "none") else args.slices
+        classifier = None
+        if args.protocol == PROTOCOL and cache is not None and not getattr(args, "pretrained", None):
+            # image and text features both cached: score without loading the model (emocap.eval.text_cache)
+            image_key = dict(benchmark=bench.name, split=split, root=root, info=data.info, limit=args.limit,
+                             view=view, slices=slices)
+            classifier = cached_scorer(cache, args.model, data.classes, args.prompts,
+                                       getattr(args, "no_descriptions", False), image_key)
+        if classifier is None:
+            try:
+                classifier = build_classifier(args, data.classes)
+            except ModelUnavailable as e:
+                return _error(str(e))
         if args.skip_existing:
             header = run_header(classifier, bench, split, data, protocol=protocol, view=view, limit=args.limit,
                                 root=root, slices=slices if args.protocol == PROTOCOL else None)
@@ -209,6 +231,10 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
             record = evaluate(classifier, bench, root=root, split=split, batch_size=args.batch_size,
                               progress=not args.no_progress, limit=args.limit, data=data, view=view, cache=cache,
                               slices=slices)
+            if isinstance(classifier, CachedScorer):
+                record["text_features_from_cache"] = True
+            elif cache is not None:
+                _save_text_features(cache, args, data.classes, classifier, record)
         else:
             record = evaluate_probe(classifier, bench, root, protocol=args.protocol, split=split,
                                     train_split=args.train_split, val_split=args.val_split, shots=args.shots,

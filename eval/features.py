@@ -212,26 +212,43 @@ def _file_sha256(path: Path) -> str:
     return _FINGERPRINTS[key]
 
 
+def folder_fingerprint(folder: Union[str, Path]) -> Optional[str]:
+    """A hash of a saved model folder's weights and configs (``*.safetensors``, ``*.json``), or None if it has none.
+
+    The config holds the preprocessing (image size, mean/std, grayscale), so this is all that determines the
+    image features of a saved model; it needs neither torch nor the model loaded.
+    """
+    folder = Path(folder)
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json"))
+    if not files:
+        return None
+    digest = hashlib.sha256(b"emocap-model-folder-v1")
+    for f in files:
+        digest.update(f.name.encode() + _file_sha256(f).encode())
+    return digest.hexdigest()[:16]
+
+
 def model_fingerprint(classifier) -> Optional[str]:
     """A hash of what determines the image features: weights, model config and preprocessing.
 
-    Uses the saved folder's config and safetensors files when the model has one, else the in-memory weights.
+    Uses the classifier's own ``fingerprint`` when it has one, the saved folder's files
+    (:func:`folder_fingerprint`) when the model has a folder, else the in-memory weights and transform.
     Returns None for objects without an emocap model (their outputs are not cached).
     """
+    if getattr(classifier, "fingerprint", None):
+        return classifier.fingerprint
     em = getattr(classifier, "model", None)
     torch_model = getattr(em, "model", None)
     if torch_model is None:
         return None
-    digest = hashlib.sha256()
     folder = getattr(em, "path", None)
-    files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.json")) if folder else []
-    if files:
-        for f in files:
-            digest.update(f.name.encode() + _file_sha256(f).encode())
-    else:
-        for name, tensor in torch_model.state_dict().items():
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    from_folder = folder_fingerprint(folder) if folder else None
+    if from_folder is not None:
+        return from_folder
+    digest = hashlib.sha256()
+    for name, tensor in torch_model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
     digest.update(json.dumps({"grayscale": bool(getattr(em, "grayscale", False)),
                               "preprocess": repr(getattr(em, "preprocess", None))}, sort_keys=True).encode())
     return digest.hexdigest()[:16]
@@ -263,6 +280,10 @@ class FeatureCache:
 
     def _paths(self, key: str) -> Tuple[Path, Path]:
         return self.folder / f"{key}.npz", self.folder / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        """Whether an entry for ``key`` exists (it may still prove unreadable on :meth:`load`)."""
+        return all(p.is_file() for p in self._paths(key))
 
     def load(self, key: str) -> Optional[FeatureSet]:
         """The cached set for ``key``, or None (missing or unreadable entries are ignored, never trusted)."""

@@ -1,0 +1,142 @@
+"""Class text features on disk, so that re-scoring cached image features needs no model at all.
+
+Where it sits: after a zero-shot run, ``emocap eval`` (:mod:`emocap.eval.cli`) saves the class text features and
+logit scale the classifier scored with, keyed by the request (the model folder's fingerprint, the class names,
+``--prompts`` and ``--no-descriptions``), next to the image features of :class:`emocap.eval.features.FeatureCache`.
+When a later run asks for the same thing and both entries exist, :func:`cached_scorer` returns a
+:class:`CachedScorer` that stands in for the classifier: :func:`emocap.eval.zeroshot.evaluate` reads the image
+features from the cache and scores them in numpy, so the command neither imports torch and open_clip nor loads
+the model (those imports alone take several seconds). Any miss falls back to loading the model.
+
+Only local models (the embedded default, a folder, ``local-dir:``) take this path: their fingerprint is a hash of
+the folder's files, known without loading them. Entries are ``text-<key>.npz`` (numbers only, read with
+``allow_pickle=False``) plus ``text-<key>.json``, written to temporary names and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from emocap.model_files import local_model_dir
+
+from .features import FeatureCache, folder_fingerprint
+
+__all__ = ["CachedScorer", "cached_scorer", "save_text_features", "text_request_key", "TEXT_FORMAT"]
+
+TEXT_FORMAT = 1
+
+
+def _prompts_identity(prompts: Optional[str]) -> Optional[str]:
+    """``--prompts`` as it enters the key: a bundled name as is, a file by the hash of its content."""
+    if prompts and Path(prompts).is_file():
+        return "file:" + hashlib.sha256(Path(prompts).read_bytes()).hexdigest()
+    return prompts
+
+
+def text_request_key(fingerprint: str, labels: Sequence[str], prompts: Optional[str], no_descriptions: bool) -> str:
+    """The cache key of the class text features a request for ``labels`` scores with."""
+    payload = {"format": TEXT_FORMAT, "model": fingerprint, "labels": [str(c) for c in labels],
+               "prompts": _prompts_identity(prompts), "no_descriptions": bool(no_descriptions)}
+    return "text-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+
+@dataclass
+class CachedPromptSet:
+    """The prompt set's identity as the result record reports it (``learned-prompts`` when soft prompts scored)."""
+
+    name: Optional[str]
+    hash: Optional[str]
+
+
+class CachedScorer:
+    """Scores cached image features with cached class text features, in numpy; has no model.
+
+    Offers what :func:`emocap.eval.zeroshot.evaluate` uses of a classifier: ``labels``, ``model_id``,
+    ``prompt_set``, ``fingerprint`` (the image-feature cache key's model part) and ``probs_from_features``.
+    """
+
+    def __init__(self, labels: List[str], model_id: str, prompt_set: CachedPromptSet, fingerprint: str,
+                 text_features: np.ndarray, logit_scale: float):
+        self.labels = labels
+        self.model_id = model_id
+        self.prompt_set = prompt_set
+        self.fingerprint = fingerprint
+        self.text_features = text_features
+        self.logit_scale = logit_scale
+
+    def probs_from_features(self, features: np.ndarray) -> np.ndarray:
+        """Softmax over ``logit_scale`` x cosine similarity, as the classifier computes it (float32 products)."""
+        logits = self.logit_scale * (np.asarray(features, dtype=np.float32) @ self.text_features.T)
+        logits = logits.astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def encode_images(self, images, batch_size: int = 64) -> np.ndarray:
+        raise RuntimeError("these image features are not cached and a cached scorer has no model to encode "
+                           "them; run again with --no-cache")
+
+
+def _paths(cache: FeatureCache, key: str):
+    return cache.folder / f"{key}.npz", cache.folder / f"{key}.json"
+
+
+def save_text_features(cache: FeatureCache, key: str, classifier, header: dict) -> Path:
+    """Write the class text features and logit scale ``classifier`` scores its labels with under ``key``."""
+    text = classifier.class_text_features().float().cpu().numpy().astype(np.float32)
+    scale = float(classifier.model.model.logit_scale.exp().float().item())
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    arrays_path, meta_path = _paths(cache, key)
+    tmp_arrays = arrays_path.with_name(f".{arrays_path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp_arrays, text_features=text, logit_scale=np.float32(scale))
+    meta = {"labels": list(classifier.labels), "model_id": str(header["model_id"]),
+            "prompt_set": header.get("prompt_set"), "prompt_hash": header.get("prompt_hash")}
+    tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp.json")
+    tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
+    os.replace(tmp_meta, meta_path)
+    os.replace(tmp_arrays, arrays_path)
+    return arrays_path
+
+
+def _load(cache: FeatureCache, key: str, fingerprint: str) -> Optional[CachedScorer]:
+    arrays_path, meta_path = _paths(cache, key)
+    if not (arrays_path.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        with np.load(arrays_path, allow_pickle=False) as arrays:
+            text = np.asarray(arrays["text_features"], dtype=np.float32)
+            scale = float(arrays["logit_scale"])
+        labels = [str(c) for c in meta["labels"]]
+        prompt_set = CachedPromptSet(meta.get("prompt_set"), meta.get("prompt_hash"))
+        model_id = str(meta["model_id"])
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None  # unreadable entries are ignored, never trusted
+    if text.ndim != 2 or text.shape[0] != len(labels):
+        return None
+    return CachedScorer(labels, model_id, prompt_set, fingerprint, text, scale)
+
+
+def request_fingerprint(model_id: Optional[str]) -> Optional[str]:
+    """The fingerprint of a local model id's folder without loading it, or None (hub ids, missing folders)."""
+    folder = local_model_dir(model_id)
+    return folder_fingerprint(folder) if folder is not None else None
+
+
+def cached_scorer(cache: FeatureCache, model_id: Optional[str], labels: Sequence[str], prompts: Optional[str],
+                  no_descriptions: bool, image_key_parts: dict) -> Optional[CachedScorer]:
+    """A :class:`CachedScorer` when both the text features of this request and the image features described by
+    ``image_key_parts`` (the arguments of :meth:`FeatureCache.key` but the fingerprint) are cached, else None."""
+    fingerprint = request_fingerprint(model_id)
+    if fingerprint is None:
+        return None
+    if not cache.has(cache.key(fingerprint, **image_key_parts)):
+        return None
+    return _load(cache, text_request_key(fingerprint, labels, prompts, no_descriptions), fingerprint)
