@@ -5,7 +5,9 @@ Flow: ``emocap/cli.py`` calls :func:`add_parser` on its subparsers and later ``a
 which for each ``--benchmark`` loads the data (``emocap.eval.benchmarks``), builds a
 :class:`emocap.ZeroShotClassifier` on the benchmark's class names, runs the protocol (zero-shot:
 ``emocap.eval.zeroshot``; linear probe / few-shot: ``emocap.eval.probe``) on image features cached per
-model/benchmark/split/view (``emocap.eval.features``) and writes the result with ``write_result``.
+model/benchmark/split/view (``emocap.eval.features``) and writes the result with ``write_result``. A zero-shot
+request already answered for a local model is re-scored from the cached image and text features without loading
+the model (``emocap.eval.text_cache``).
 ``emocap eval build`` is :mod:`emocap.eval.build`; ``emocap eval explain`` is :mod:`emocap.eval.explain`.
 
 Example::
