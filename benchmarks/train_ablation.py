@@ -50,22 +50,16 @@ def _result(results: Path, row: str):
     return json.loads(files[-1].read_text()) if files else None
 
 
-def _train_seconds(run: Path) -> float:
-    """Wall time of the run's logged steps (first to last log row; the runs log every 25 steps)."""
+def _log_summary(run: Path):
+    """(wall seconds of the logged steps, first to last log row; mined positives per sample at the last logged
+    step) from the run's ``log.csv``."""
     import csv
 
     with open(run / "log.csv", newline="") as f:
-        times = [float(r["time"]) for r in csv.DictReader(f) if r["loss"] not in ("", "nan")]
-    return times[-1] - times[0] if len(times) > 1 else float("nan")
-
-
-def _last_positives(run: Path) -> float:
-    """Mined positives per sample in the run's last logged step (0 without mining)."""
-    import csv
-
-    with open(run / "log.csv", newline="") as f:
-        values = [r["positives"] for r in csv.DictReader(f) if r.get("positives") not in (None, "", "nan")]
-    return float(values[-1]) if values else float("nan")
+        rows = [r for r in csv.DictReader(f) if r["loss"] not in ("", "nan")]
+    seconds = float(rows[-1]["time"]) - float(rows[0]["time"]) if len(rows) > 1 else float("nan")
+    positives = [r["positives"] for r in rows if r.get("positives") not in (None, "", "nan")]
+    return seconds, float(positives[-1]) if positives else float("nan")
 
 
 def main(argv=None) -> int:
@@ -102,9 +96,7 @@ def main(argv=None) -> int:
         if r is None:
             lines.append(f"| {LABELS[row]} | `{row}.yaml` | not run | | | | |")
             continue
-        has_log = (run / "log.csv").is_file()
-        secs = _train_seconds(run) if has_log else float("nan")
-        mined = _last_positives(run) if has_log else float("nan")
+        secs, mined = _log_summary(run) if (run / "log.csv").is_file() else (float("nan"), float("nan"))
         lines.append(f"| {LABELS[row]} | `{row}.yaml` | {r['war']:.4f} | {r['uar']:.4f} | {r['macro_f1']:.4f} | "
                      f"{mined:.1f} | {secs:.0f} |")
     table = "\n".join(lines)

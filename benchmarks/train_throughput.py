@@ -89,13 +89,12 @@ def open_clip_loop(data, model_name: str, batch: int, warmup: int, steps: int, t
 
 def load_open_clip_data(shards: str, model_name: str, limit: int):
     """The same samples as ours: decoded to the model's size, normalised, full-context tokens."""
+    from emocap.ferplus import EMOTIONS
     from emocap.models import create_model
     from emocap.train.data import load_caption_shards, to_model_input
 
     em = create_model(model_name)
-    data = load_caption_shards(shards, em.tokenizer, ["neutral", "happiness", "surprise", "sadness", "anger",
-                                                      "disgust", "fear", "contempt"], em.image_size, True,
-                               limit=limit, progress=False)
+    data = load_caption_shards(shards, em.tokenizer, EMOTIONS, em.image_size, True, limit=limit, progress=False)
     images = to_model_input(data.images, em.preprocess_cfg["mean"], em.preprocess_cfg["std"]).contiguous()
     return images, data.global_tokens
 

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from emocap import ZeroShotClassifier
-from emocap.ferplus import FerPlusSplit
+from emocap.ferplus import EMOTIONS, FerPlusSplit
 
 NEW_NAMES = {"happiness": "joy", "anger": "rage", "surprise": "shock"}
 
@@ -40,8 +40,7 @@ def main(argv=None) -> int:
         pairs = split.majority()
         if args.limit:
             pairs = pairs[: args.limit]
-        classes = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
-        wanted = {classes.index(c): i for i, c in enumerate(NEW_NAMES)}
+        wanted = {EMOTIONS.index(c): i for i, c in enumerate(NEW_NAMES)}
         picked = [(rec, wanted[label]) for rec, label in pairs if label in wanted]
         images = [split.load(rec) for rec, _ in picked]
     finally:

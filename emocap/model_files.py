@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "DEFAULT_MODEL_ID", "default_model_dir", "local_model_dir"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "DEFAULT_MODEL_ID", "default_model_dir", "local_model_dir", "local_path"]
 
 CONFIG_NAME = "open_clip_config.json"
 WEIGHTS_NAME = "open_clip_model.safetensors"
@@ -32,8 +32,14 @@ def local_model_dir(model_id: Optional[str]) -> Optional[Path]:
     elif model_id.startswith(("hf-hub:", "open_clip:")):
         return None
     else:
-        path = model_id[len("local-dir:"):] if model_id.startswith("local-dir:") else model_id
-        folder = Path(path).expanduser()
-        if folder.is_file() and folder.name == CONFIG_NAME:
-            folder = folder.parent
+        folder = local_path(model_id)
     return folder if (folder / CONFIG_NAME).is_file() else None
+
+
+def local_path(model_id: str) -> Path:
+    """The path a local id names (``local-dir:`` stripped, ``~`` expanded, a config file's folder); unchecked."""
+    path = model_id[len("local-dir:"):] if model_id.startswith("local-dir:") else model_id
+    folder = Path(path).expanduser()
+    if folder.is_file() and folder.name == CONFIG_NAME:
+        folder = folder.parent
+    return folder

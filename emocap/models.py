@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .learned_prompts import encode_text_embeddings
-from .model_files import CONFIG_NAME, DEFAULT_MODEL_ID, WEIGHTS_NAME, default_model_dir
+from .model_files import CONFIG_NAME, DEFAULT_MODEL_ID, WEIGHTS_NAME, default_model_dir, local_path
 
 __all__ = [
     "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
@@ -198,10 +198,7 @@ def resolve_model_dir(model_id: Optional[str], cache_dir: Optional[str] = None) 
                 f"cannot fetch {model_id} from the Hugging Face hub ({type(e).__name__}: {e}). "
                 "Offline? Download it once with network access, or set HF_HUB_OFFLINE=1 to use the local cache."
             ) from None
-    path = model_id[len("local-dir:"):] if model_id.startswith("local-dir:") else model_id
-    folder = Path(path).expanduser()
-    if folder.is_file() and folder.name == CONFIG_NAME:
-        folder = folder.parent
+    folder = local_path(model_id)
     if not folder.is_dir():
         if model_id in BUNDLED_ARCHITECTURES:
             raise ModelLoadError(

@@ -278,16 +278,29 @@ class FeatureCache:
                    "limit": limit, "view": view or "none", "slices": slices or "none"}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
-    def _paths(self, key: str) -> Tuple[Path, Path]:
+    def paths(self, key: str) -> Tuple[Path, Path]:
+        """The ``.npz`` (numbers) and ``.json`` (everything else) files of an entry."""
         return self.folder / f"{key}.npz", self.folder / f"{key}.json"
+
+    def write(self, key: str, arrays: Dict[str, np.ndarray], meta: dict) -> Path:
+        """Write one entry atomically (temporary names, then rename); returns the ``.npz`` path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        arrays_path, meta_path = self.paths(key)
+        tmp_arrays = arrays_path.with_name(f".{arrays_path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp_arrays, **arrays)
+        tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp.json")
+        tmp_meta.write_text(json.dumps(meta, default=str), encoding="utf-8")
+        os.replace(tmp_meta, meta_path)
+        os.replace(tmp_arrays, arrays_path)
+        return arrays_path
 
     def has(self, key: str) -> bool:
         """Whether an entry for ``key`` exists (it may still prove unreadable on :meth:`load`)."""
-        return all(p.is_file() for p in self._paths(key))
+        return all(p.is_file() for p in self.paths(key))
 
     def load(self, key: str) -> Optional[FeatureSet]:
         """The cached set for ``key``, or None (missing or unreadable entries are ignored, never trusted)."""
-        arrays_path, meta_path = self._paths(key)
+        arrays_path, meta_path = self.paths(key)
         if not (arrays_path.is_file() and meta_path.is_file()):
             return None
         try:
@@ -304,21 +317,13 @@ class FeatureCache:
         return fs
 
     def save(self, key: str, fs: FeatureSet, description: Optional[dict] = None) -> Path:
-        """Write ``fs`` under ``key`` atomically (temporary names, then rename); returns the ``.npz`` path."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        arrays_path, meta_path = self._paths(key)
+        """Write ``fs`` under ``key`` atomically (see :meth:`write`); returns the ``.npz`` path."""
         arrays = {"features": fs.features, "counts": fs.counts, "labels": fs.labels}
         if fs.soft_labels is not None:
             arrays["soft_labels"] = fs.soft_labels
-        tmp_arrays = arrays_path.with_name(f".{arrays_path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp_arrays, **arrays)
         meta = {"classes": fs.classes, "sources": fs.sources, "groups": fs.groups,
                 "skipped": [list(p) for p in fs.skipped], "kind": fs.kind, "describe": description or {}}
-        tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp.json")
-        tmp_meta.write_text(json.dumps(meta, default=str), encoding="utf-8")
-        os.replace(tmp_meta, meta_path)
-        os.replace(tmp_arrays, arrays_path)
-        return arrays_path
+        return self.write(key, arrays, meta)
 
 
 def classifier_encoder(classifier, batch_size: int) -> Tuple[Callable[[List], np.ndarray], str]:

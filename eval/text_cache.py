@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -84,29 +83,17 @@ class CachedScorer:
                            "them; run again with --no-cache")
 
 
-def _paths(cache: FeatureCache, key: str):
-    return cache.folder / f"{key}.npz", cache.folder / f"{key}.json"
-
-
 def save_text_features(cache: FeatureCache, key: str, classifier, header: dict) -> Path:
     """Write the class text features and logit scale ``classifier`` scores its labels with under ``key``."""
     text = classifier.class_text_features().float().cpu().numpy().astype(np.float32)
     scale = float(classifier.model.model.logit_scale.exp().float().item())
-    cache.folder.mkdir(parents=True, exist_ok=True)
-    arrays_path, meta_path = _paths(cache, key)
-    tmp_arrays = arrays_path.with_name(f".{arrays_path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp_arrays, text_features=text, logit_scale=np.float32(scale))
     meta = {"labels": list(classifier.labels), "model_id": str(header["model_id"]),
             "prompt_set": header.get("prompt_set"), "prompt_hash": header.get("prompt_hash")}
-    tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp.json")
-    tmp_meta.write_text(json.dumps(meta), encoding="utf-8")
-    os.replace(tmp_meta, meta_path)
-    os.replace(tmp_arrays, arrays_path)
-    return arrays_path
+    return cache.write(key, {"text_features": text, "logit_scale": np.float32(scale)}, meta)
 
 
 def _load(cache: FeatureCache, key: str, fingerprint: str) -> Optional[CachedScorer]:
-    arrays_path, meta_path = _paths(cache, key)
+    arrays_path, meta_path = cache.paths(key)
     if not (arrays_path.is_file() and meta_path.is_file()):
         return None
     try:
