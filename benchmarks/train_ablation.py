@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "train" / "configs" / "ablation"
-ROWS = ["1-global", "2-local-summary", "3-mining", "4-prompts", "5-mixup", "0-default-recipe"]
+ROWS = ["1-global", "2-local-summary", "3-mining", "4-prompts", "5-mixup", "0-default-recipe", "6-default-prompts"]
 LABELS = {
     "1-global": "global only",
     "2-local-summary": "+ local (whole-image + region-aware) and summary",
@@ -36,6 +36,7 @@ LABELS = {
     "0-default-recipe": "(reference) the default recipe's terms: row 2 without the region score, + label mining and the class-prompt term",
     "4-prompts": "+ MPA-FER prompt alignment (joint)",
     "5-mixup": "+ soft-label mixup (MIDAS)",
+    "6-default-prompts": "(side row) the reference row + MPA-FER prompt alignment (joint)",
 }
 
 
@@ -45,8 +46,14 @@ def _wait_quiet(quiet_file: str) -> None:
         time.sleep(30)
 
 
-def _result(results: Path, row: str):
-    files = sorted(results.glob(f"*{row}*ferplus__test__*.json")) if results.is_dir() else []
+def _run_name(row: str, seed: int) -> str:
+    """Run folder name of one (row, seed): seed 0 is the config's own seed and keeps the row's name."""
+    return row if seed == 0 else f"{row}-seed{seed}"
+
+
+def _result(results: Path, row: str, seed: int = 0):
+    pattern = f"*-{_run_name(row, seed)}-final__ferplus__test__*.json"
+    files = sorted(results.glob(pattern)) if results.is_dir() else []
     return json.loads(files[-1].read_text()) if files else None
 
 
@@ -62,10 +69,32 @@ def _log_summary(run: Path):
     return seconds, float(positives[-1]) if positives else float("nan")
 
 
+def _seed_table(results: Path, rows, seeds) -> str:
+    """WAR and UAR per seed and their mean and sample standard deviation, for the rows with more than one seed."""
+    import statistics
+
+    head = " | ".join(f"seed {s} WAR / UAR" for s in seeds)
+    lines = [f"| row | {head} | mean WAR (sd) | mean UAR (sd) |", "|---|" + "---|" * (len(seeds) + 2)]
+    for row in rows:
+        got = {s: _result(results, row, s) for s in seeds}
+        done = [r for r in got.values() if r is not None]
+        if len(done) < 2:
+            continue
+        cells = " | ".join(f"{100 * got[s]['war']:.2f} / {100 * got[s]['uar']:.2f}" if got[s] else "not run"
+                           for s in seeds)
+        war = [100 * r["war"] for r in done]
+        uar = [100 * r["uar"] for r in done]
+        lines.append(f"| {LABELS[row]} | {cells} | {statistics.mean(war):.2f} ({statistics.stdev(war):.2f}) | "
+                     f"{statistics.mean(uar):.2f} ({statistics.stdev(uar):.2f}) |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--ferplus", default="../shared/data/ferplus", help="FER+ root (FER2013Test/ + labels)")
     p.add_argument("--rows", nargs="+", default=ROWS, choices=ROWS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0],
+                   help="training seeds per row; seed 0 is the config's own run, seed s > 0 runs as <row>-seed<s>")
     p.add_argument("--runs", default="runs/ablation", help="run folders (the configs' out)")
     p.add_argument("--results", default="results/ablation", help="result JSON folder")
     p.add_argument("--table-only", action="store_true", help="only build the table from existing results")
@@ -74,15 +103,16 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     results = Path(args.results)
     emocap = [sys.executable, "-m", "emocap.cli"]
-    for row in args.rows if not args.table_only else []:
-        run = Path(args.runs) / row
+    jobs = [(row, seed) for seed in args.seeds for row in args.rows]
+    for row, seed in jobs if not args.table_only else []:
+        run = Path(args.runs) / _run_name(row, seed)
         if not (run / "final" / "open_clip_model.safetensors").is_file():
             _wait_quiet(args.quiet_file)
             cmd = ["nice", "-n", str(args.nice), *emocap, "train", "--config", str(CONFIGS / f"{row}.yaml"),
-                   "--out", str(run), "--quiet"]
+                   "--out", str(run), "--quiet"] + (["--set", f"seed={seed}"] if seed else [])
             print("+", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
-        if _result(results, row) is None:
+        if _result(results, row, seed) is None:
             _wait_quiet(args.quiet_file)
             cmd = [*emocap, "eval", "--root", args.ferplus, "--model", str(run / "final"), "--out", str(results),
                    "--no-progress"]
@@ -100,6 +130,9 @@ def main(argv=None) -> int:
         lines.append(f"| {LABELS[row]} | `{row}.yaml` | {r['war']:.4f} | {r['uar']:.4f} | {r['macro_f1']:.4f} | "
                      f"{mined:.1f} | {secs:.0f} |")
     table = "\n".join(lines)
+    seeds = sorted({0, *args.seeds})
+    if len(seeds) > 1:
+        table += "\n\nAcross seeds (FER+ test, %):\n\n" + _seed_table(results, ROWS, seeds)
     print(table)
     results.mkdir(parents=True, exist_ok=True)
     (results / "ablation_table.md").write_text(table + "\n", encoding="utf-8")
