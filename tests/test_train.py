@@ -199,6 +199,35 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_shards, tmp_path, extr
         assert torch.allclose(pa, pb, atol=1e-6)
 
 
+def test_accelerate_launch_runs_the_whole_loop_in_two_cpu_processes(tiny_shards, tmp_path):
+    """The real multi-process path: `accelerate launch --num_processes 2 --cpu` over the training CLI, every term
+    on and gradient accumulation, to a final model the classifier loads."""
+    import os
+    import subprocess
+    import sys
+
+    root, shards = tiny_shards
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "emocap.cli", "train", "--config", "tiny",
+           "--out", str(out), "--quiet", "--set", f"data.train_shards={shards}", f"data.val_root={root}", "epochs=1",
+           "batch_size=8", "accum_steps=2", "log_every=1", "checkpoint_every=100", *EVERYTHING_ON]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_CONFIG_FILE": str(tmp_path / "none.yaml")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    step_rows = [r for r in rows if r["loss"]]
+    # 48 samples / global batch 8 = 6 steps, logged once (by the main process), not once per process
+    assert [int(r["step"]) for r in step_rows] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(float(r["loss"])) for r in step_rows)
+    assert {"global", "local", "local_region", "summary", "prompt_cls", "prompt_align", "prompt_proto"} <= set(
+        json.loads(step_rows[-1]["terms"]))
+    assert sum(1 for r in rows if r["val_uar"]) == 1
+    em = load_model(str(out / "final"))
+    assert em.meta["learned_prompts"]["n_ctx"] > 0
+
+
 def test_balanced_epoch_order_is_seeded_and_lifts_rare_classes():
     from emocap.train.loop import epoch_order
 

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Does joint MPA-FER prompt alignment help the default model's second (rebalancing) stage? A paired comparison over
+# seeds, both arms started from the same stage-1 checkpoint, every run scored on FER+ valid (what the decision uses)
+# and FER+ test with `emocap eval` (docs/training.md, "Joint prompt alignment in the default recipe"):
+#   bash benchmarks/stage2_prompts.sh [STAGE1_BEST] [FERPLUS_ROOT] [SEEDS...]
+#   e.g. bash benchmarks/stage2_prompts.sh runs/default/best ../shared/data/ferplus 1 2 3
+# Arm "plain": train/configs/default-rebalance.yaml as it was before this comparison (no prompt terms).
+# Arm "prompts": the same + prompt.* (soft prompts, description and prototype alignment, global + top-k patch score),
+#                the settings of the short-budget ablation's rows 4 and 6.
+# Runs go to runs/stage2/<arm>-seed<s>, results to results/stage2/; a finished run or result is not redone, an
+# interrupted run resumes.
+set -euo pipefail
+STAGE1=${1:-runs/default/best}
+FER=${2:-../shared/data/ferplus}
+shift $(( $# < 2 ? $# : 2 ))
+SEEDS=${*:-1 2 3}
+PLAIN="loss.class_prompts=1.0 prompt.weight=0.0 prompt.align_weight=0.0 prompt.prototype_weight=0.0"
+PROMPTS="prompt.weight=1.0 prompt.align_weight=0.5 prompt.prototype_weight=0.5 prompt.prototype_samples=2048
+         prompt.patch_weight=0.5 prompt.patch_topk=2"
+for seed in $SEEDS; do
+  for arm in plain prompts; do
+    out=runs/stage2/$arm-seed$seed
+    if [ "$arm" = plain ]; then extra=$PLAIN; else extra=$PROMPTS; fi
+    if [ ! -f "$out/final/open_clip_model.safetensors" ]; then
+      # shellcheck disable=SC2086
+      emocap train --config train/configs/default-rebalance.yaml --out "$out" --quiet \
+        --set init_from="$STAGE1" seed="$seed" $extra
+    fi
+    for split in valid test; do
+      emocap eval --root "$FER" --split "$split" --model "$out/best" --out results/stage2 --no-progress --skip-existing
+    done
+  done
+done
+python - <<'EOF'
+import json, pathlib, statistics
+rows = {}
+for f in sorted(pathlib.Path("results/stage2").glob("*.json")):
+    r = json.loads(f.read_text())
+    run = f.name.split("-best__")[0].removeprefix("runs-stage2-")
+    arm, seed = run.rsplit("-seed", 1)
+    rows.setdefault(arm, {}).setdefault(int(seed), {})[r["split"]] = (100 * r["war"], 100 * r["uar"])
+print("| arm | seed | valid WAR | valid UAR | test WAR | test UAR |\n|---|---|---|---|---|---|")
+for arm, seeds in sorted(rows.items()):
+    for seed, s in sorted(seeds.items()):
+        cells = " | ".join(f"{s[k][i]:.2f}" if k in s else "-" for k in ("valid", "test") for i in (0, 1))
+        print(f"| {arm} | {seed} | {cells} |")
+    for k in ("valid", "test"):
+        got = [s[k] for s in seeds.values() if k in s]
+        if len(got) > 1:
+            print(f"| {arm} | mean (sd) {k} | WAR {statistics.mean(g[0] for g in got):.2f} ({statistics.stdev(g[0] for g in got):.2f})"
+                  f" | UAR {statistics.mean(g[1] for g in got):.2f} ({statistics.stdev(g[1] for g in got):.2f}) | | |")
+EOF
