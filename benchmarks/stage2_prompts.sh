@@ -27,18 +27,26 @@ for seed in $SEEDS; do
         --set init_from="$STAGE1" seed="$seed" $extra
     fi
     for split in valid test; do
+      # the model's own prompts (learned ones in the prompts arm), and the hand prompts (basic8 templates + class
+      # descriptions: what the embedded default's classifier uses for any label)
       emocap eval --root "$FER" --split "$split" --model "$out/best" --out results/stage2 --no-progress --skip-existing
+      emocap eval --root "$FER" --split "$split" --model "$out/best" --out results/stage2-hand --prompts basic8 \
+        --no-progress --skip-existing
     done
   done
 done
 python - <<'EOF'
 import json, pathlib, statistics
 rows = {}
-for f in sorted(pathlib.Path("results/stage2").glob("*.json")):
-    r = json.loads(f.read_text())
-    run = f.name.split("-best__")[0].removeprefix("runs-stage2-")
-    arm, seed = run.rsplit("-seed", 1)
-    rows.setdefault(arm, {}).setdefault(int(seed), {})[r["split"]] = (100 * r["war"], 100 * r["uar"])
+for folder, prompts in (("results/stage2", "own"), ("results/stage2-hand", "hand")):
+    for f in sorted(pathlib.Path(folder).glob("*.json")):
+        r = json.loads(f.read_text())
+        run = f.name.split("-best__")[0].removeprefix("runs-stage2-")
+        arm, seed = run.rsplit("-seed", 1)
+        if arm == "plain" and prompts == "hand":
+            continue  # the plain arm's own prompts are the hand prompts
+        key = arm if arm == "plain" else f"{arm} ({prompts} prompts)"
+        rows.setdefault(key, {}).setdefault(int(seed), {})[r["split"]] = (100 * r["war"], 100 * r["uar"])
 print("| arm | seed | valid WAR | valid UAR | test WAR | test UAR |\n|---|---|---|---|---|---|")
 for arm, seeds in sorted(rows.items()):
     for seed, s in sorted(seeds.items()):

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from emocap.model_files import local_model_dir
+from emocap.model_files import DEFAULT_MODEL_ID, local_model_dir
 
 from .features import FeatureCache, folder_fingerprint
 
@@ -92,7 +92,9 @@ def save_text_features(cache: FeatureCache, key: str, classifier, header: dict) 
     return cache.write(key, {"text_features": text, "logit_scale": np.float32(scale)}, meta)
 
 
-def _load(cache: FeatureCache, key: str, fingerprint: str) -> Optional[CachedScorer]:
+def _load(cache: FeatureCache, key: str, fingerprint: str, model_id: str) -> Optional[CachedScorer]:
+    """The cached entry under ``key``, scoring as ``model_id`` (the id this request named: a copy of a model in
+    another folder has the same fingerprint, and its records carry its own id, as a loaded model's would)."""
     arrays_path, meta_path = cache.paths(key)
     if not (arrays_path.is_file() and meta_path.is_file()):
         return None
@@ -103,7 +105,6 @@ def _load(cache: FeatureCache, key: str, fingerprint: str) -> Optional[CachedSco
             scale = float(arrays["logit_scale"])
         labels = [str(c) for c in meta["labels"]]
         prompt_set = CachedPromptSet(meta.get("prompt_set"), meta.get("prompt_hash"))
-        model_id = str(meta["model_id"])
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None  # unreadable entries are ignored, never trusted
     if text.ndim != 2 or text.shape[0] != len(labels):
@@ -126,4 +127,5 @@ def cached_scorer(cache: FeatureCache, model_id: Optional[str], labels: Sequence
         return None
     if not cache.has(cache.key(fingerprint, **image_key_parts)):
         return None
-    return _load(cache, text_request_key(fingerprint, labels, prompts, no_descriptions), fingerprint)
+    return _load(cache, text_request_key(fingerprint, labels, prompts, no_descriptions), fingerprint,
+                 model_id or DEFAULT_MODEL_ID)

@@ -63,6 +63,22 @@ def test_second_run_scores_from_the_caches_without_the_model(faces, tmp_path, ti
     assert args.func(args) == 0 and "result exists, skipped" in capsys.readouterr().out
 
 
+def test_a_copied_model_scored_from_the_cache_keeps_its_own_id(faces, tmp_path, tiny_model_dir, capsys):
+    import shutil
+
+    args = _args(faces, tiny_model_dir, tmp_path)
+    assert args.func(args) == 0
+    copy = tmp_path / "copy_of_model"
+    shutil.copytree(tiny_model_dir, copy)  # same files: the same fingerprint, so both caches hit
+    args = _args(faces, copy, tmp_path, out="copy")
+    assert args.func(args) == 0
+    assert "model not loaded" in capsys.readouterr().out
+    (record,) = _records(tmp_path, "copy")
+    assert record["model_id"] == str(copy) and record["text_features_from_cache"]
+    (path,) = (tmp_path / "copy").glob("*.json")
+    assert "copy_of_model" in path.name
+
+
 def test_other_requests_and_bad_entries_load_the_model(faces, tmp_path, tiny_model_dir, monkeypatch):
     args = _args(faces, tiny_model_dir, tmp_path)
     assert args.func(args) == 0
