@@ -37,6 +37,7 @@ for seed in $SEEDS; do
 done
 python - <<'EOF'
 import json, pathlib, statistics
+METRICS = ("war", "uar", "macro_f1")
 rows = {}
 for folder, prompts in (("results/stage2", "own"), ("results/stage2-hand", "hand")):
     for f in sorted(pathlib.Path(folder).glob("*.json")):
@@ -46,15 +47,18 @@ for folder, prompts in (("results/stage2", "own"), ("results/stage2-hand", "hand
         if arm == "plain" and prompts == "hand":
             continue  # the plain arm's own prompts are the hand prompts
         key = arm if arm == "plain" else f"{arm} ({prompts} prompts)"
-        rows.setdefault(key, {}).setdefault(int(seed), {})[r["split"]] = (100 * r["war"], 100 * r["uar"])
-print("| arm | seed | valid WAR | valid UAR | test WAR | test UAR |\n|---|---|---|---|---|---|")
+        rows.setdefault(key, {}).setdefault(int(seed), {})[r["split"]] = tuple(100 * r[m] for m in METRICS)
+head = " | ".join(f"{split} {name}" for split in ("valid", "test") for name in ("WAR", "UAR", "macro F1"))
+print(f"| arm | seed | {head} |\n|---|---|" + "---|" * 6)
 for arm, seeds in sorted(rows.items()):
     for seed, s in sorted(seeds.items()):
-        cells = " | ".join(f"{s[k][i]:.2f}" if k in s else "-" for k in ("valid", "test") for i in (0, 1))
+        cells = " | ".join(f"{s[k][i]:.2f}" if k in s else "-" for k in ("valid", "test") for i in range(3))
         print(f"| {arm} | {seed} | {cells} |")
-    for k in ("valid", "test"):
-        got = [s[k] for s in seeds.values() if k in s]
-        if len(got) > 1:
-            print(f"| {arm} | mean (sd) {k} | WAR {statistics.mean(g[0] for g in got):.2f} ({statistics.stdev(g[0] for g in got):.2f})"
-                  f" | UAR {statistics.mean(g[1] for g in got):.2f} ({statistics.stdev(g[1] for g in got):.2f}) | | |")
+    if len(seeds) > 1:
+        cells = []
+        for k in ("valid", "test"):
+            for i in range(3):
+                got = [s[k][i] for s in seeds.values() if k in s]
+                cells.append(f"{statistics.mean(got):.2f} ({statistics.stdev(got):.2f})" if len(got) > 1 else "-")
+        print(f"| {arm} | mean (sd) | " + " | ".join(cells) + " |")
 EOF
