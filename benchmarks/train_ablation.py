@@ -2,15 +2,18 @@
 test, and write the table (docs/training.md shows the one measured here).
 
 Rows (each adds one thing to the row before): global only; + local (whole-image and region-aware) and summary;
-+ cross-modal guided positive mining; + MPA-FER prompt alignment (joint); + MIDAS soft-label mixup; and a reference
-row with the default model's own loss terms (``0-default-recipe``: label mining and the class-prompt term). All rows share one step budget (``max_steps`` in the
-configs: 400 steps of batch 128, about 1.9 epochs), well below the 13-epoch default recipe.
++ cross-modal guided positive mining; + MPA-FER prompt alignment (joint); + MIDAS soft-label mixup; a reference
+row with the default model's own loss terms (``0-default-recipe``: label mining and the class-prompt term); and a
+side row, the reference + joint prompt alignment (``6-default-prompts``). All rows share one step budget
+(``max_steps`` in the configs: 400 steps of batch 128, about 1.9 epochs), well below the 13-epoch default recipe.
+``--seeds 0 1 2`` trains each row once per seed and adds a table of the spread over seeds.
 
 Usage (from the repo root, after `emocap caption --root ../shared/data/ferplus --split train
 --out data/captions/ferplus-train`)::
 
     python benchmarks/train_ablation.py --ferplus ../shared/data/ferplus            # all rows, then the table
     python benchmarks/train_ablation.py --rows 1-global 2-local-summary --table-only
+    python benchmarks/train_ablation.py --rows 0-default-recipe 6-default-prompts --seeds 0 1 2
 
 A finished row (``runs/ablation/<row>/final`` and its result JSON present) is not trained or evaluated again;
 an interrupted row resumes from its checkpoint. Before each training run the script waits while the file
