@@ -18,14 +18,22 @@ from pathlib import Path
 from emocap.models import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model
 
 
-def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None) -> Path:
+def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None,
+                 learned_prompts: bool = True) -> Path:
+    """Write ``src`` to ``dest`` as a release. ``learned_prompts=False`` leaves out soft prompts learned in training:
+    the released classifier then scores with the hand prompts and class descriptions, for any label name."""
     em = load_model(src)
     meta = {k: v for k, v in em.meta.items() if k != "extra_tensors"}
+    extra = em.meta.get("extra_tensors")
+    if not learned_prompts:
+        meta.pop("learned_prompts", None)
+        em.meta = meta  # save_model merges the model's own meta: drop the prompts there too
+        extra = None
     dest_path = Path(dest)
     for stale in (CONFIG_NAME, WEIGHTS_NAME, "emocap_extra.safetensors"):
         (dest_path / stale).unlink(missing_ok=True)
-    # learned soft prompts (emocap_extra.safetensors) travel with the weights
-    save_model(em, dest_path, meta=meta, fp16=fp16, extra_tensors=em.meta.get("extra_tensors"))
+    # learned soft prompts (emocap_extra.safetensors) travel with the weights unless left out
+    save_model(em, dest_path, meta=meta, fp16=fp16, extra_tensors=extra)
     if card:
         shutil.copyfile(card, dest_path / "README.md")
     return dest_path
@@ -37,8 +45,11 @@ def main(argv=None) -> int:
     p.add_argument("dest", help="destination folder (e.g. emocap/default_model)")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
     p.add_argument("--card", default=None, help="model card to copy in as README.md")
+    p.add_argument("--no-learned-prompts", action="store_true",
+                   help="leave out soft prompts learned in training (the classifier then uses the hand prompts)")
     args = p.parse_args(argv)
-    out = export_model(args.src, args.dest, fp16=not args.fp32, card=args.card)
+    out = export_model(args.src, args.dest, fp16=not args.fp32, card=args.card,
+                       learned_prompts=not args.no_learned_prompts)
     size = (out / WEIGHTS_NAME).stat().st_size / 1e6
     print(f"exported {args.src} -> {out} ({size:.1f} MB weights)")
     return 0
