@@ -42,8 +42,7 @@ rows = {}
 for folder, prompts in (("results/stage2", "own"), ("results/stage2-hand", "hand")):
     for f in sorted(pathlib.Path(folder).glob("*.json")):
         r = json.loads(f.read_text())
-        run = f.name.split("-best__")[0].removeprefix("runs-stage2-")
-        arm, seed = run.rsplit("-seed", 1)
+        arm, seed = pathlib.Path(r["model_id"]).parent.name.rsplit("-seed", 1)  # runs/stage2/<arm>-seed<s>/best
         if arm == "plain" and prompts == "hand":
             continue  # the plain arm's own prompts are the hand prompts
         key = arm if arm == "plain" else f"{arm} ({prompts} prompts)"

@@ -87,8 +87,9 @@ def save_text_features(cache: FeatureCache, key: str, classifier, header: dict) 
     """Write the class text features and logit scale ``classifier`` scores its labels with under ``key``."""
     text = classifier.class_text_features().float().cpu().numpy().astype(np.float32)
     scale = float(classifier.model.model.logit_scale.exp().float().item())
-    meta = {"labels": list(classifier.labels), "model_id": str(header["model_id"]),
-            "prompt_set": header.get("prompt_set"), "prompt_hash": header.get("prompt_hash")}
+    # no model id: the entry is keyed by the folder's fingerprint, and each request scores under its own id
+    meta = {"labels": list(classifier.labels), "prompt_set": header.get("prompt_set"),
+            "prompt_hash": header.get("prompt_hash")}
     return cache.write(key, {"text_features": text, "logit_scale": np.float32(scale)}, meta)
 
 
