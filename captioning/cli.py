@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   emocap caption stats data/captions/ferplus-train
   emocap caption export data/captions/ferplus-train --out data/hf/ferplus-train
   emocap caption prompts --labels rafdb-compound --out compound.json
+  emocap caption prompts --labels pain boredom --writer openai --writer-model M --out my.json   # new labels
 """
 
 ACTIONS = ("build", "prompts", "stats", "export")
@@ -93,8 +94,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.set_defaults(func=run)
 
     pr = sub.add_parser("prompts", help="class descriptions (short, medium, detailed) for a label set")
-    pr.add_argument("--labels", nargs="+", required=True, help="class names, a label set (basic8) or rafdb-compound")
-    pr.add_argument("--out", required=True, help="output JSON (class -> sentences, the format emocap.prompts reads)")
+    pr.add_argument("--labels", nargs="+", required=True,
+                    help="class names (any words; names outside the taxonomy need a model writer), a label set "
+                    "(basic8) or rafdb-compound")
+    pr.add_argument("--out", required=True, help="output JSON (class -> sentences, the format emocap.prompts reads; "
+                    "emocap classify --prompts OUT)")
+    pr.add_argument("--templates", default=None,
+                    help="also store these templates (bundled prompt set name such as basic8, or a JSON file) so the "
+                    "prompts carry the label words too (default: descriptions only)")
+    pr.add_argument("--cache-dir", default=None, help="cache of model-writer answers (default: "
+                    "$EMOCAP_CACHE_DIR/class_prompts or ~/.cache/emocap/class_prompts)")
+    pr.add_argument("--no-cache", action="store_true", help="ask the model writer again for every class and level")
     pr.add_argument("--per-level", type=int, default=2, help="descriptions per class and level (default 2)")
     pr.add_argument("--name", default=None, help="prompt set name (default: the output file's stem)")
     pr.add_argument("--seed", type=int, default=0)
@@ -198,18 +208,25 @@ def run(args) -> int:
 
 
 def run_prompts(args) -> int:
-    from .class_prompts import describe_classes, resolve_labels, write_descriptions
+    from .class_prompts import DescriptionCache, describe_classes, resolve_labels, templates_from, write_descriptions
 
     try:
+        labels = resolve_labels(args.labels)
+        templates = templates_from(args.templates) if args.templates else None
         writer = _writer_from_args(args)
-    except (ValueError, ImportError) as e:
+        cache = None if args.no_cache else DescriptionCache(args.cache_dir)
+        stats: dict = {}
+        name = args.name or Path(args.out).stem
+        data = describe_classes(labels, writer, per_level=args.per_level, name=name, cache=cache,
+                                templates=templates, stats=stats)
+    except (ValueError, TypeError, ImportError, FileNotFoundError) as e:
         return _error(str(e))
-    labels = resolve_labels(args.labels)
-    name = args.name or Path(args.out).stem
-    data = describe_classes(labels, writer, per_level=args.per_level, name=name)
     write_descriptions(data, args.out)
     fb = data["generated_by"]["fallbacks"]
-    print(f"wrote descriptions for {len(labels)} classes to {args.out}" + (f"; {len(fb)} fell back to FACS sentences" if fb else ""))
+    asked = (f"; {stats['requests']} requests, {stats['cached']} answers from the cache"
+             if stats.get("requests") or stats.get("cached") else "")
+    print(f"wrote descriptions for {len(labels)} classes to {args.out} (prompt set hash {data['hash']})" + asked
+          + (f"; {len(fb)} fell back to FACS sentences" if fb else ""))
     return 0
 
 

@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from . import taxonomy  # noqa: E402
 from .prompts import PromptSet, load_prompt_set  # noqa: E402
+from .taxonomy import IndistinguishableLabelsWarning  # noqa: E402
 
 
 def __getattr__(name):  # lazy: importing emocap stays cheap, torch loads on first use
@@ -24,4 +25,4 @@ def __getattr__(name):  # lazy: importing emocap stays cheap, torch loads on fir
 
 
 __all__ = ["ZeroShotClassifier", "load_model", "save_model", "list_models", "create_model", "PromptSet",
-           "load_prompt_set", "taxonomy", "__version__"]
+           "load_prompt_set", "taxonomy", "IndistinguishableLabelsWarning", "__version__"]

@@ -5,13 +5,18 @@ The library's main entry point (used by ``emocap classify`` and by eval). Labels
 cached; images are loaded robustly (:mod:`emocap.images`), optionally face-detected and cropped
 (:mod:`emocap.faces`), preprocessed with the transforms stored with the model and encoded in batches.
 Scores are a softmax over the scaled cosine similarities between image and class text features.
+
+Labels are any words or phrases (validated by :func:`emocap.taxonomy.clean_labels`). When two labels get class text
+features at or above :data:`INDISTINGUISHABLE_COSINE` apart, the model cannot tell them apart and an
+:class:`~emocap.taxonomy.IndistinguishableLabelsWarning` names them (once per label set, with the cached features).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,8 +29,19 @@ from .inference import optimize_for_inference
 from .learned_prompts import LearnedPrompts
 from .models import EmocapModel, encode_text_trimmed, load_model
 from .prompts import PromptSet, load_prompt_set
+from .taxonomy import IndistinguishableLabelsWarning
 
-__all__ = ["ZeroShotClassifier", "NoFaceFoundError"]
+__all__ = ["ZeroShotClassifier", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE"]
+
+# Class text features this close (cosine) make two labels score almost the same on every image. Picked on the
+# embedded default model (docs/labels.md): the basic-8 names are at most 0.893 apart, the README's joy / rage /
+# calm / astonishment at most 0.977 (joy vs rage is still right 92% of the time on FER+ test faces, thanks to
+# the class descriptions), while words it never learned (pain, boredom, confusion) sit at 0.992-0.997.
+INDISTINGUISHABLE_COSINE = 0.98
+_MAX_PAIRS_SHOWN = 10
+MAX_PAIRS_KEPT = 1000  # closest pairs kept per label set (all are counted)
+
+LabelPair = Tuple[str, str, float]
 
 
 class NoFaceFoundError(ValueError):
@@ -74,7 +90,12 @@ class ZeroShotClassifier:
         # soft prompts learned in training (MPA-FER) replace the hand prompts when the model has them, the
         # caller kept the model's own prompts and the prompts cover the labels asked for
         self.learned_prompts = LearnedPrompts.from_meta(meta) if (use_learned_prompts and prompts is None) else None
+        if not self._uses_learned_prompts(self.labels, self.prompt_set):
+            for label in self.labels:  # a prompt set without templates must describe every label: say so now
+                self.prompt_set.texts_for(label)
         self._text_cache: Dict[tuple, torch.Tensor] = {}
+        self._close_pairs: Dict[tuple, List[LabelPair]] = {}  # same keys as _text_cache, computed with it
+        self.indistinguishable_cosine = INDISTINGUISHABLE_COSINE
         self.decode_workers = min(4, os.cpu_count() or 1)
 
     @classmethod
@@ -103,19 +124,44 @@ class ZeroShotClassifier:
     # ------------------------------------------------------------------ text side
     @torch.inference_mode()
     def class_text_features(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None) -> torch.Tensor:
-        """[C, D] L2-normalised class embeddings (mean of the normalised prompt embeddings), cached."""
-        labels = list(labels) if labels is not None else self.labels
+        """[C, D] L2-normalised class embeddings (mean of the normalised prompt embeddings), cached.
+
+        ``labels`` other than the classifier's own are checked like them (:func:`emocap.taxonomy.clean_labels`).
+        Computing the features of a label set also finds the label pairs the model cannot tell apart and warns
+        once (:class:`IndistinguishableLabelsWarning`); :meth:`indistinguishable_pairs` returns them.
+        """
+        labels = taxonomy.label_set(labels) if labels is not None else self.labels
         prompt_set = prompt_set or self.prompt_set
         key = (tuple(labels), prompt_set.hash)
-        if key not in self._text_cache and self._uses_learned_prompts(labels, prompt_set):
-            self._text_cache[key] = self.learned_prompts.text_features(self.model.model, self.model.tokenizer, labels)
-        if key not in self._text_cache:
+        if key in self._text_cache:
+            return self._text_cache[key]
+        if self._uses_learned_prompts(labels, prompt_set):
+            feats = self.learned_prompts.text_features(self.model.model, self.model.tokenizer, labels)
+        else:
             per_label = [prompt_set.texts_for(label) for label in labels]
-            feats = self.encode_texts([t for prompts in per_label for t in prompts])  # all labels in one pass
-            groups = feats.split([len(prompts) for prompts in per_label])
+            texts = self.encode_texts([t for prompts in per_label for t in prompts])  # every label, in batches
+            groups = texts.split([len(prompts) for prompts in per_label])
             means = torch.stack([g.mean(dim=0) for g in groups])
-            self._text_cache[key] = means / means.norm(dim=1, keepdim=True)
-        return self._text_cache[key]
+            feats = means / means.norm(dim=1, keepdim=True)
+        self._text_cache[key] = feats
+        pairs, total = close_label_pairs(feats, labels, self.indistinguishable_cosine)
+        self._close_pairs[key] = pairs
+        if pairs:
+            message = indistinguishable_message(pairs, self.indistinguishable_cosine, total)
+            warnings.warn(IndistinguishableLabelsWarning(message), stacklevel=3)  # the caller, past inference_mode
+        return feats
+
+    def indistinguishable_pairs(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None,
+                                threshold: Optional[float] = None) -> List[LabelPair]:
+        """``[(label_a, label_b, cosine), ...]``, most similar first: label pairs whose class text features are at
+        least ``threshold`` (default :attr:`indistinguishable_cosine`) alike, the closest :data:`MAX_PAIRS_KEPT`
+        of them. From the cache when already known."""
+        feats = self.class_text_features(labels, prompt_set)
+        labels = taxonomy.label_set(labels) if labels is not None else self.labels
+        key = (tuple(labels), (prompt_set or self.prompt_set).hash)
+        if threshold is None and key in self._close_pairs:
+            return list(self._close_pairs[key])
+        return close_label_pairs(feats, labels, self.indistinguishable_cosine if threshold is None else threshold)[0]
 
     @torch.inference_mode()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
@@ -244,3 +290,50 @@ class ZeroShotClassifier:
             return [images]
         return list(images)
 
+
+def close_label_pairs(features: torch.Tensor, labels: Sequence[str], threshold: float, block: Optional[int] = None,
+                      keep: int = MAX_PAIRS_KEPT) -> Tuple[List[LabelPair], int]:
+    """Pairs of ``labels`` whose L2-normalised ``features`` have cosine >= ``threshold``: ``(the closest pairs, at
+    most keep of them, most similar first; how many pairs there are in all)``.
+
+    Computed in blocks of rows (about four million similarities each unless ``block`` rows are given) and trimmed
+    to ``keep`` as it goes, so time and memory stay small for any number of labels, even when most pairs are
+    close (thousands of words a model does not know)."""
+    feats = features.float()
+    n = feats.shape[0]
+    block = block or max(1, min(n, (1 << 22) // max(n, 1)))
+    total = 0
+    vals = torch.zeros(0, device=feats.device)
+    rows = cols = torch.zeros(0, dtype=torch.long, device=feats.device)
+    for s in range(0, n, block):
+        sims = feats[s:s + block] @ feats.T
+        upper = torch.ones_like(sims, dtype=torch.bool).triu_(s + 1)  # each pair once, never a label with itself
+        sims.masked_fill_(~upper, float("-inf"))
+        hits = int((sims >= threshold).sum())
+        if not hits:
+            continue
+        total += hits
+        top_vals, flat = sims.flatten().topk(min(keep, hits))
+        vals = torch.cat([vals, top_vals])
+        rows = torch.cat([rows, flat // n + s])
+        cols = torch.cat([cols, flat % n])
+        if vals.numel() > keep:
+            top = torch.topk(vals, keep).indices
+            vals, rows, cols = vals[top], rows[top], cols[top]
+    order = torch.argsort(rows * n + cols)  # ties in (row, col) order, then most similar first
+    vals, rows, cols = vals[order], rows[order], cols[order]
+    order = torch.argsort(vals, descending=True, stable=True)
+    pairs = [(labels[a], labels[b], round(x, 4))
+             for a, b, x in zip(rows[order].tolist(), cols[order].tolist(), vals[order].tolist())]
+    return pairs, total
+
+
+def indistinguishable_message(pairs: Sequence[LabelPair], threshold: float, total: Optional[int] = None) -> str:
+    """One line naming the closest label pairs (at most ten, then a count) and their cosine similarity."""
+    total = len(pairs) if total is None else total
+    named = pairs[:_MAX_PAIRS_SHOWN]
+    shown = ", ".join(f"{a!r} ~ {b!r} ({c:.3f})" for a, b, c in named)
+    more = f" and {total - len(named)} more pairs" if total > len(named) else ""
+    return (f"the model can hardly tell these labels apart (text feature cosine >= {threshold:g}): {shown}{more}; "
+            "their scores will be nearly equal on any image. Use words the model knows or give class descriptions "
+            "(prompts; see docs/labels.md)")

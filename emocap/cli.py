@@ -9,6 +9,7 @@ import importlib
 from concurrent.futures import ThreadPoolExecutor
 import json
 import sys
+import warnings
 from typing import List, Optional
 
 DESCRIPTION = """emocap: vision-language facial emotion representations.
@@ -23,7 +24,8 @@ Run `emocap <command> --help` for the options of each command."""
 CLASSIFY_EXAMPLES = """examples:
   emocap classify face1.png face2.jpg                 # pre-cropped faces, basic-8 emotions
   emocap classify photo.jpg --detect-faces            # find faces in a full photo first
-  emocap classify faces/ --labels joy rage calm       # any label names (zero-shot)
+  emocap classify faces/ --labels joy rage calm       # any label names (zero-shot; see docs/labels.md)
+  emocap classify faces/ --labels pain boredom --prompts my.json   # descriptions from `emocap caption prompts`
   emocap classify face.png --model hf-hub:org/repo    # a model from the Hugging Face hub
   emocap classify faces/ --json > scores.jsonl        # one JSON line per image
 """
@@ -42,7 +44,8 @@ def _add_classify(subparsers):
     )
     p.add_argument("inputs", nargs="+", help="image files or folders of images")
     p.add_argument("--model", default=None, help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
-    p.add_argument("--labels", nargs="+", default=None, help="label names (default: the model's labels, basic-8)")
+    p.add_argument("--labels", nargs="+", default=None,
+                   help="label names: any words or phrases, quoted when they have spaces (default: the model's labels, basic-8)")
     p.add_argument("--prompts", default=None, help="prompt set: bundled name or JSON file (default: the model's)")
     p.add_argument("--top-k", type=int, default=3, help="labels to print per image (default 3)")
     p.add_argument("--detect-faces", action="store_true", help="detect and crop faces in full photos first")
@@ -56,13 +59,22 @@ def _run_classify(args) -> int:
     from .classifier import ZeroShotClassifier
     from .images import ImageLoadError, expand_inputs
     from .models import ModelLoadError
+    from .taxonomy import IndistinguishableLabelsWarning
 
     files, problems = expand_inputs(args.inputs)
     try:
         clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts, device=args.device)
-    except (ModelLoadError, FileNotFoundError, ValueError, KeyError) as e:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", IndistinguishableLabelsWarning)
+            clf.class_text_features()  # once, before the images: labels it cannot tell apart are reported first
+    except (ModelLoadError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
         print(f"emocap classify: error: {e}", file=sys.stderr)
         return 2
+    for w in caught:
+        if issubclass(w.category, IndistinguishableLabelsWarning):
+            print(f"emocap classify: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     n_done = 0
     # stream: load, classify and print one chunk at a time, so memory stays flat on folders of any size
     chunk_size = max(args.batch_size, 1) * 4

@@ -72,24 +72,42 @@ class PromptSet:
         )
 
     def descriptions_for(self, label: str) -> List[str]:
-        """Description sentences for ``label``: an exact key first, else any key with the same canonical emotion."""
+        """Description sentences for ``label``: an exact key first, then a key equal up to case and whitespace,
+        else a key with the same canonical emotion. A label outside the taxonomy (``"pain"``) gets only a key of its
+        own, never another class's sentences."""
         if not self.use_descriptions or not self.descriptions:
             return []
         if label in self.descriptions:
             return list(self.descriptions[label])
-        canon = taxonomy.canonical_or_none(label)
-        if canon is None:
-            return []
+        by_key, by_emotion = self._lookup
+        found = by_key.get(taxonomy.label_key(label))
+        if found is None:
+            canon = taxonomy.canonical_or_none(label)
+            found = by_emotion.get(canon, ()) if canon is not None else ()
+        return list(found)
+
+    @functools.cached_property
+    def _lookup(self):
+        """Description keys by :func:`~emocap.taxonomy.label_key` and by canonical emotion (first key wins), built
+        once: looking up 1,000 labels in a 1,000-class set stays linear."""
+        by_key: Dict[str, tuple] = {}
+        by_emotion: Dict[str, tuple] = {}
         for key, sentences in self.descriptions.items():
-            if taxonomy.canonical_or_none(key) == canon:
-                return list(sentences)
-        return []
+            by_key.setdefault(taxonomy.label_key(key), sentences)
+            canon = taxonomy.canonical_or_none(key)
+            if canon is not None:
+                by_emotion.setdefault(canon, sentences)
+        return by_key, by_emotion
 
     def texts_for(self, label: str) -> List[str]:
-        """All prompt texts for one label: each template filled with the label, then its descriptions."""
+        """All prompt texts for one label: each template filled with the label, then its descriptions.
+
+        Raises ``ValueError`` only for a prompt set without templates that has no descriptions for ``label``."""
         texts = [t.format(label) for t in self.templates] + self.descriptions_for(label)
         if not texts:
-            raise ValueError(f"prompt set {self.name!r} gives no prompt for label {label!r}")
+            raise ValueError(
+                f"prompt set {self.name!r} has no templates and no descriptions for label {label!r}; describe it "
+                f"(emocap caption prompts --labels {label!r} ...) or use a prompt set with templates")
         return texts
 
     def without_descriptions(self) -> "PromptSet":

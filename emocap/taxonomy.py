@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import unicodedata
 from importlib import resources
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -22,11 +23,14 @@ __all__ = [
     "canonical_or_none",
     "synonyms",
     "label_set",
+    "clean_labels",
+    "label_key",
     "benchmark_label_map",
     "benchmark_names",
     "display_name",
     "map_labels",
     "UnknownLabelError",
+    "IndistinguishableLabelsWarning",
 ]
 
 
@@ -35,6 +39,15 @@ class UnknownLabelError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else "unknown label"
+
+
+class IndistinguishableLabelsWarning(UserWarning):
+    """Labels whose class text features are so alike (cosine at or above
+    :data:`emocap.classifier.INDISTINGUISHABLE_COSINE`) that the model scores them almost the same on any image.
+
+    Issued by :class:`emocap.ZeroShotClassifier` once per label set, when it computes the class text features; the
+    message names each such pair with its cosine similarity.
+    """
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,18 +113,63 @@ def display_name(name: str, form: str = "adjective") -> str:
 
 
 def label_set(name_or_labels: "str | Sequence[str]") -> List[str]:
-    """Resolve a label set: a bundled name (``basic7``, ``basic8``) or a list of names kept as given."""
+    """Resolve a label set: a bundled name (``basic7``, ``basic8``) or a list of names, checked by
+    :func:`clean_labels` (whitespace tidied, empty and duplicate names rejected)."""
     if isinstance(name_or_labels, str):
         sets = _data()["label_sets"]
         if name_or_labels not in sets:
             raise KeyError(f"unknown label set {name_or_labels!r}; bundled sets: {', '.join(sorted(sets))}")
         return list(sets[name_or_labels])
-    labels = [str(x) for x in name_or_labels]
-    if not labels:
+    return clean_labels(name_or_labels)
+
+
+def label_key(label: str) -> str:
+    """The form two labels are compared in: case folded, whitespace runs as one space, no outer whitespace."""
+    return " ".join(str(label).casefold().split())
+
+
+def _has_word(label: str) -> bool:
+    """Whether ``label`` has a letter, a digit or a pictograph (emoji): something a text encoder can read."""
+    return any(unicodedata.category(ch)[0] in "LN" or unicodedata.category(ch) == "So" for ch in label)
+
+
+def clean_labels(labels: Sequence[str]) -> List[str]:
+    """Check and tidy label names typed by a user; the one place the classifier and the CLIs validate labels.
+
+    Any word or phrase is a label (``"joy"``, ``"a forced smile"``, ``"happily surprised"``). Each label has its
+    leading and trailing whitespace removed and inner runs of whitespace (tabs, newlines) made one space; case is
+    kept. Raises ``ValueError`` naming the label and its position (counted from 1) for an empty label or one with
+    no letter, digit or emoji (``"  "``, ``"?!"``), and naming all of them for labels that are the same once case
+    and whitespace are ignored (``"Joy"`` and ``"joy "``). ``TypeError`` for a label that is not a string (numbers
+    are taken as their text). There is no upper limit on the number of labels.
+
+    >>> clean_labels([" joy", "a  forced\tsmile"])
+    ['joy', 'a forced smile']
+    """
+    if isinstance(labels, (str, bytes)):
+        raise TypeError(f"labels must be a list of names, not one string ({labels!r})")
+    raw = list(labels)
+    if not raw:
         raise ValueError("a label set needs at least one label")
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"duplicate labels in {labels}")
-    return labels
+    n = len(raw)
+    out: List[str] = []
+    for i, label in enumerate(raw, start=1):
+        if isinstance(label, bool) or not isinstance(label, (str, int)):
+            raise TypeError(f"label {i} of {n} is not a string: {label!r} ({type(label).__name__})")
+        text = " ".join(str(label).split())
+        if not text:
+            raise ValueError(f"label {i} of {n} ({label!r}) is {'only whitespace' if label else 'empty'}")
+        if not _has_word(text):
+            raise ValueError(f"label {i} of {n} ({label!r}) has no letter or digit: only whitespace or punctuation")
+        out.append(text)
+    positions: Dict[str, List[int]] = {}
+    for i, text in enumerate(out):
+        positions.setdefault(label_key(text), []).append(i)
+    dups = [where for where in positions.values() if len(where) > 1]
+    if dups:
+        groups = "; ".join(" = ".join(f"{raw[i]!r} (label {i + 1})" for i in where) for where in dups)
+        raise ValueError(f"duplicate labels (case and whitespace are ignored): {groups}")
+    return out
 
 
 def benchmark_names() -> List[str]:
