@@ -16,9 +16,9 @@ A wrong root or a missing annotation file raises FileNotFoundError naming the ex
 This module holds the registry, the shared loader helpers (:class:`LabelMap`, :func:`find_file`,
 :func:`read_lines`, :func:`class_folders`) and the FER+ / imagefolder loaders. The other loaders live in
 :mod:`.loaders_images` (in-the-wild still images), :mod:`.loaders_posed` (CK+, JAFFE, KDEF),
-:mod:`.loaders_video` (clips) and :mod:`.loaders_generic` (csv, webdataset, hf); importing this module
-registers them all. Adding a benchmark means writing a loader for its official layout and calling
-:func:`register_benchmark`.
+:mod:`.loaders_video` (clips), :mod:`.loaders_generic` (csv, webdataset, hf) and :mod:`.compound` (FER+
+two-emotion vote splits); importing this module registers them all. Adding a benchmark means writing a
+loader for its official layout and calling :func:`register_benchmark`.
 """
 
 from __future__ import annotations
@@ -529,4 +529,4 @@ register_benchmark(Benchmark(
 ))
 
 # The loaders of the other benchmarks register themselves on import (they import the names above).
-from . import loaders_generic, loaders_images, loaders_posed, loaders_video  # noqa: E402,F401
+from . import compound, loaders_generic, loaders_images, loaders_posed, loaders_video  # noqa: E402,F401

@@ -1,11 +1,12 @@
 """``emocap eval build``: merge result JSONs into tables, plots and a model card's model-index block.
 
 Flow: ``results/*.json`` (one per run, :mod:`emocap.eval.records`) -> :func:`load_results` (malformed files
-reported, reruns resolved to the newest, ``--limit`` quick checks left out) -> :func:`results_table` (one row
-per model variant: model, protocol, view, prompt set; one column per benchmark/split; a mean column) plus the
-published numbers of other systems as reference rows (``emocap/data/published_results.json``) ->
-``results.csv`` (long form, every metric), ``table_<metric>.csv`` and ``table.md`` (wide), and per run a
-confusion-matrix and a reliability-diagram PNG -> optionally the ``model-index`` block of a model card.
+reported, reruns resolved to the newest, ``--limit`` quick checks and tuning word lists left out) ->
+:func:`results_table` (one row per model variant: model, protocol, view, prompt set, word list; one column per
+benchmark/split; a mean column) plus the published numbers of other systems as reference rows
+(``emocap/data/published_results.json``) -> ``results.csv`` (long form, every metric), ``table_<metric>.csv``
+and ``table.md`` (wide), and per run a confusion-matrix and a reliability-diagram PNG -> optionally the
+``model-index`` block of a model card.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ __all__ = ["load_results", "results_table", "published_rows", "write_tables", "p
 
 METRICS = ("war", "uar", "macro_f1", "ece", "soft_accuracy")
 BENCHMARK_TITLES = {
-    "ferplus": "FER+", "ferplus-soft": "FER+ soft", "rafdb": "RAF-DB", "rafdb-compound": "RAF-DB compound",
+    "ferplus": "FER+", "ferplus-soft": "FER+ soft", "ferplus-compound": "FER+ compound", "rafdb": "RAF-DB",
+    "rafdb-compound": "RAF-DB compound",
     "affectnet7": "AffectNet-7", "affectnet8": "AffectNet-8", "fer2013": "FER2013", "sfew": "SFEW", "expw": "ExpW",
     "ckplus": "CK+", "jaffe": "JAFFE", "kdef": "KDEF", "caer-s": "CAER-S", "dfew": "DFEW", "ferv39k": "FERV39k",
     "mafw": "MAFW", "afew": "AFEW",
@@ -53,11 +55,13 @@ def load_results(folder, include_limited: bool = False) -> Tuple[List[dict], Lis
             continue
         if record.get("limit") and not include_limited:
             continue
+        if (record.get("vocabulary") or {}).get("purpose") == "tuning":
+            continue  # a tuning word list is for model selection only, never a reported result
         record["_file"] = str(path)
         names = (record.get("benchmark_info") or {}).get("class_names_renamed_from")
         key = (record["model_id"], record["benchmark"], record.get("split"), record.get("protocol"),
                record.get("view"), record.get("prompt_hash"), tuple(record.get("labels") or ()) if names else None,
-               record.get("limit"))
+               record.get("limit"), (record.get("vocabulary") or {}).get("hash"))
         if key not in newest or str(record.get("timestamp", "")) >= str(newest[key].get("timestamp", "")):
             newest[key] = record
     return list(newest.values()), problems
@@ -72,7 +76,10 @@ def _variant(record: dict) -> str:
         parts.append(record["view"])
     if (record.get("benchmark_info") or {}).get("class_names_renamed_from"):
         parts.append("names: " + " ".join(record.get("labels") or []))
-    if record.get("prompt_set") and record.get("protocol") == "zeroshot":
+    if record.get("vocabulary"):
+        parts.append(f"vocabulary {record['vocabulary'].get('name')} {str(record['vocabulary'].get('hash'))[:8]} "
+                     "(mean over rounds)")
+    if record.get("prompt_set") and record.get("protocol") in ("zeroshot", "open-vocabulary"):
         parts.append(f"prompts {record['prompt_set']} {record.get('prompt_hash', '')[:8]}")
     return " · ".join(parts)
 
@@ -344,6 +351,8 @@ def run_build(args) -> int:
         plots = out / "plots"
         plots.mkdir(parents=True, exist_ok=True)
         for r in records:
+            if "confusion_matrix" not in r:  # open-vocabulary records: one confusion per round, none drawn
+                continue
             stem = Path(r["_file"]).stem
             plot_confusion(r, plots / f"{stem}__confusion.png")
             n_plots += 1 + (plot_reliability(r, plots / f"{stem}__reliability.png") is not None)
@@ -354,7 +363,7 @@ def run_build(args) -> int:
             print(f"emocap eval build: error: results hold several models ({', '.join(models)}); "
                   "choose one with --card-model", file=sys.stderr)
             return 2
-        chosen = [r for r in records if str(r["model_id"]) == model
+        chosen = [r for r in records if str(r["model_id"]) == model and not r.get("vocabulary")
                   and not (r.get("benchmark_info") or {}).get("class_names_renamed_from")]
         if not chosen:
             print(f"emocap eval build: error: no results of model {model!r}", file=sys.stderr)

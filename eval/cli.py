@@ -7,7 +7,8 @@ which for each ``--benchmark`` loads the data (``emocap.eval.benchmarks``), buil
 ``emocap.eval.zeroshot``; linear probe / few-shot: ``emocap.eval.probe``) on image features cached per
 model/benchmark/split/view (``emocap.eval.features``) and writes the result with ``write_result``. A zero-shot
 request already answered for a local model is re-scored from the cached image and text features without loading
-the model (``emocap.eval.text_cache``).
+the model (``emocap.eval.text_cache``). ``--vocabulary`` runs the open-vocabulary protocol
+(``emocap.eval.vocabulary``) on the same cached image features.
 ``emocap eval build`` is :mod:`emocap.eval.build`; ``emocap eval explain`` is :mod:`emocap.eval.explain`.
 
 Example::
@@ -34,6 +35,8 @@ from .metrics import format_summary
 from .probe import evaluate_probe, protocol_name
 from .text_cache import CachedScorer, cached_scorer, request_fingerprint, save_text_features, text_request_key
 from .views import view_names
+from .vocabulary import (bundled_vocabularies, evaluate_vocabulary, format_vocabulary, load_vocabulary,
+                         vocabulary_header)
 from .zeroshot import PROTOCOL, evaluate, existing_result, run_header, write_result
 
 __all__ = ["add_parser", "run", "build_classifier"]
@@ -61,6 +64,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                "  emocap eval --benchmark imagefolder --root my_faces/         # one sub-folder per class\n"
                "  emocap eval --root D --no-descriptions \\\n"
                "      --class-names neutral joy shock sadness rage disgust fear contempt   # unseen words\n"
+               "  emocap eval --root D --vocabulary openvocab-report          # open vocabulary: rounds, per word\n"
+               "  emocap eval --benchmark ferplus-compound --root D           # two-emotion vote splits\n"
                "  emocap eval --benchmark dfew --root DFEW/ --split fold1 --option frames=16\n"
                "  emocap eval build results/ --out results/tables             # CSV/Markdown tables and plots\n"
                "  emocap eval explain face.png                                 # which behaviour drove the score\n"
@@ -100,6 +105,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--class-names", nargs="+", default=None, metavar="NAME",
                    help="score the benchmark's classes under other names, in the benchmark's class order "
                         "(e.g. joy for happiness: zero-shot with words the model never saw)")
+    p.add_argument("--vocabulary", default=None, metavar="NAME_OR_FILE",
+                   help="open-vocabulary protocol: score the classes under a word list's words instead of their "
+                        "names (rounds over all classes, and each word alone), from the zero-shot run's cached "
+                        "image features; a bundled list (" + ", ".join(bundled_vocabularies()) + ") or a JSON "
+                        "file (docs/eval.md)")
     p.add_argument("--no-descriptions", action="store_true",
                    help="use the prompt set's templates only, not its class descriptions")
     p.add_argument("--option", nargs="+", default=[], metavar="KEY=VALUE",
@@ -186,12 +196,63 @@ def _report(record: dict, bench_name: str, split, path: Path) -> None:
           f"{record['n']} images{cached}, {record.get('elapsed_s', 0):.1f} s")
     for line in format_summary(record):
         print("  " + line)
+    chance = record.get("chance")
+    if chance:
+        print(f"  chance       UAR {100 * chance['uar']:.2f}% (1/{record['n_classes']}), "
+              f"WAR {100 * chance['war']:.2f}% (uniform guess), {100 * chance['majority_class_war']:.2f}% "
+              "(largest class alone)")
+    pairs = (record.get("benchmark_info") or {}).get("pairs")
+    if pairs:  # compound classes: images and recall per class
+        recall = record.get("per_class_recall") or {}
+        for name, support in (record.get("per_class_support") or {}).items():
+            r = recall.get(name)
+            print(f"    {name:34s} n {support:5d}  recall " + ("  -" if r is None else f"{100 * r:.1f}%"))
     print(f"  skipped      {record['n_skipped']}")
     for source, reason in record["skipped"][:5]:
         print(f"    {source}: {reason}")
     if record["n_skipped"] > 5:
         print(f"    ... {record['n_skipped'] - 5} more in the result file")
     print(f"  result       {path}")
+
+
+def _report_vocabulary(record: dict, bench_name: str, split, path: Path) -> None:
+    vocab = record["vocabulary"]
+    view = f", view {record['view']}" if record.get("view") else ""
+    cached = " (cached features)" if record.get("features_from_cache") else ""
+    print(f"{record['model_id']} on {bench_name}/{split or '-'} (open vocabulary {vocab['name']} {vocab['hash']}, "
+          f"purpose {vocab.get('purpose') or 'unspecified'}{view}, prompts {record.get('prompt_set')} "
+          f"{record.get('prompt_hash')}; words scored with {record['word_prompts']}): {record['n']} images{cached}, "
+          f"{record.get('elapsed_s', 0):.1f} s")
+    if vocab.get("purpose") == "tuning":
+        print("  tuning list: for model selection only; its numbers are not a result to report")
+    if record.get("words_in_taxonomy"):
+        print(f"  note: words the taxonomy knows (not unseen): {', '.join(record['words_in_taxonomy'])}")
+    for line in format_vocabulary(record):
+        print("  " + line)
+    print(f"  skipped      {record['n_skipped']}")
+    print(f"  result       {path}")
+
+
+def _run_vocabulary(args, bench, split, data: BenchmarkData, root: str, cache: Optional[FeatureCache]) -> int:
+    """``--vocabulary``: one feature pass (or the cache), then text encoding only (emocap.eval.vocabulary)."""
+    view = None if args.view in (None, "none") else args.view
+    try:
+        classifier = build_classifier(args, data.classes)
+    except ModelUnavailable as e:
+        return _error(str(e))
+    if args.skip_existing:
+        header = vocabulary_header(classifier, bench, split, data, args.vocabulary, view=view, limit=args.limit,
+                                   root=root)
+        found = existing_result(header, args.out)
+        if found is not None:
+            print(f"{bench.name}/{split or '-'} (open vocabulary {header['vocabulary']['name']}): result exists, "
+                  f"skipped ({found})")
+            return 0
+    record = evaluate_vocabulary(classifier, bench, data, args.vocabulary, root=root, split=split,
+                                 batch_size=args.batch_size, progress=not args.no_progress, limit=args.limit,
+                                 view=view, cache=cache)
+    _report_vocabulary(record, bench.name, split, write_result(record, args.out))
+    return 0
 
 
 def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) -> int:
@@ -206,6 +267,8 @@ def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) ->
         problem = _rename_classes(data, args.class_names)
         if problem:
             return _error(problem)
+        if getattr(args, "vocabulary", None):
+            return _run_vocabulary(args, bench, split, data, root, cache)
         protocol = PROTOCOL if args.protocol == PROTOCOL else protocol_name(args.protocol, args.shots)
         view = None if args.view in (None, "none") else args.view
         slices = None if args.slices in (None, "none") else args.slices
@@ -269,6 +332,17 @@ def run(args: argparse.Namespace) -> int:
         roots = roots * len(args.benchmark)
     if len(roots) != len(args.benchmark):
         return _error(f"give one --root per --benchmark ({len(args.benchmark)}) or a single root; got {len(roots)}")
+    if getattr(args, "vocabulary", None):
+        clash = ([f"--protocol {args.protocol}"] if args.protocol != PROTOCOL else []) + \
+            (["--class-names"] if args.class_names else []) + \
+            ([f"--slices {args.slices}"] if args.slices not in (None, "none") else [])
+        if clash:
+            return _error("--vocabulary is a zero-shot protocol of its own; it does not combine with "
+                          + ", ".join(clash))
+        try:
+            load_vocabulary(args.vocabulary)
+        except (FileNotFoundError, ValueError) as e:
+            return _error(str(e))
     if args.prompts is not None:
         from emocap.prompts import load_prompt_set
 

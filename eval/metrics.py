@@ -20,7 +20,8 @@ With soft labels (annotator vote distributions), :func:`soft_label_metrics` adds
 agreement of the prediction with a random annotator: the vote share of the predicted class), ``soft_top1`` (the
 prediction is one of the most-voted classes), ``soft_kl`` (mean KL(votes || predicted distribution), nats) and
 ``soft_js`` (mean Jensen-Shannon divergence, nats). :func:`group_metrics` gives WAR/UAR per value of a
-per-sample attribute (group annotations, face attributes).
+per-sample attribute (group annotations, face attributes). :func:`chance_levels` gives what guessing scores
+(``1/C`` WAR and UAR for a uniform guess; the WAR of always answering the largest class).
 
 All rates are fractions in [0, 1]. The keys ``acc1`` and ``mean_per_class_recall`` match CLIP_benchmark's.
 """
@@ -33,7 +34,7 @@ import numpy as np
 
 __all__ = [
     "classification_metrics", "expected_calibration_error", "reliability_bins", "top_k_accuracy", "format_summary",
-    "soft_label_metrics", "group_metrics", "ECE_BINS",
+    "soft_label_metrics", "group_metrics", "chance_levels", "ECE_BINS",
 ]
 
 ECE_BINS = 15
@@ -158,6 +159,17 @@ def classification_metrics(
         result["reliability"] = reliability_bins(y_true, probs)
         result["ece"] = _ece_from_bins(result["reliability"])
     return result
+
+
+def chance_levels(y_true: Sequence[int], n_classes: int) -> Dict[str, float]:
+    """What guessing scores on these labels: ``war`` and ``uar`` of a uniform random guess over the ``n_classes``
+    classes (both ``1/C`` in expectation) and ``majority_class_war``, the WAR of always answering the largest class
+    (whose UAR is ``1/C`` over the classes present)."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    if n_classes < 1 or len(y_true) == 0:
+        raise ValueError("chance levels need at least one class and one label")
+    return {"war": 1.0 / n_classes, "uar": 1.0 / n_classes,
+            "majority_class_war": float(np.bincount(y_true, minlength=n_classes).max() / len(y_true))}
 
 
 def reliability_bins(y_true: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BINS) -> Dict[str, list]:

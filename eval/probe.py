@@ -151,6 +151,10 @@ def evaluate_probe(
     train, _ = features_of(train_split, None)
     val = features_of(val_split, None)[0] if val_split and val_split != split else None
     test, test_data = features_of(split, limit)
+    for other, which in ((train, train_split), (val, val_split)):
+        if other is not None and list(other.classes) != list(test.classes):  # e.g. ferplus-compound's vote pairs
+            raise ValueError(f"{bench.name}: split {which!r} has classes {list(other.classes)} but the test split "
+                             f"{split!r} has {list(test.classes)}; a probe needs the same classes in both")
     n_classes = len(test.classes)
     x_train, x_test = train.pooled(), test.pooled()
     x_val, y_val = (val.pooled(), val.labels) if val is not None else (None, None)

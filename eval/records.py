@@ -7,7 +7,8 @@ Flow: a protocol (:mod:`emocap.eval.zeroshot`, :mod:`emocap.eval.probe`) turns a
 ``emocap eval build`` (:mod:`emocap.eval.build`).
 
 File names never collide between runs that differ in model, benchmark, split, protocol, image view, prompt set,
-renamed class names or sample limit; a rerun of the same run gets a timestamp suffix instead of overwriting.
+word list (open-vocabulary protocol), renamed class names or sample limit; a rerun of the same run gets a
+timestamp suffix instead of overwriting.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import emocap
 
 from .features import FeatureSet
-from .metrics import classification_metrics, group_metrics, soft_label_metrics
+from .metrics import chance_levels, classification_metrics, group_metrics, soft_label_metrics
 
 __all__ = ["scored_record", "result_filename", "write_result", "existing_result", "versions"]
 
@@ -58,6 +59,7 @@ def scored_record(header: Dict[str, object], fs: FeatureSet, probs: np.ndarray) 
     """
     record = dict(header)
     record.update(classification_metrics(fs.labels, probs, fs.classes))
+    record["chance"] = chance_levels(fs.labels, len(fs.classes))
     if fs.soft_labels is not None:
         record.update(soft_label_metrics(fs.soft_labels, probs))
     groups = {name: group_metrics(fs.labels, probs, values, fs.classes)
@@ -81,11 +83,15 @@ def _slug(text: str, max_len: int = 60) -> str:
 
 
 def result_filename(record: Dict[str, object]) -> str:
-    """``<model>__<benchmark>__<split>__<protocol>[__<view>]__<prompt hash>[__names-<h>][__limit<N>].json``."""
+    """``<model>__<benchmark>__<split>__<protocol>[__<view>]__<prompt hash>[__vocab-<name>-<h>][__names-<h>]``
+    ``[__limit<N>].json``."""
     parts = [record.get("model_id"), record.get("benchmark"), record.get("split") or "all", record.get("protocol")]
     if record.get("view"):
         parts.append(record["view"])
     parts.append(record.get("prompt_hash") or "noprompt")
+    vocabulary = record.get("vocabulary")
+    if vocabulary:
+        parts.append(f"vocab-{vocabulary.get('name')}-{str(vocabulary.get('hash'))[:8]}")
     if (record.get("benchmark_info") or {}).get("class_names_renamed_from"):
         names = ",".join(record.get("labels") or [])
         parts.append("names-" + hashlib.sha256(names.encode("utf-8")).hexdigest()[:8])

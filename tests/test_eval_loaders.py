@@ -605,4 +605,5 @@ def test_hf_local_imagefolder(tmp_path):
 # ------------------------------------------------------------------------------------------------ coverage
 
 def test_every_registered_benchmark_has_a_loader_test():
-    assert set(BENCHMARKS) == COVERED | {"ferplus", "imagefolder"}
+    # ferplus, imagefolder: test_eval_benchmarks.py; ferplus-compound: test_eval_compound.py
+    assert set(BENCHMARKS) == COVERED | {"ferplus", "imagefolder", "ferplus-compound"}

@@ -1,0 +1,398 @@
+"""Open-vocabulary protocol: zero-shot with every class named by words the taxonomy does not know.
+
+Flow: ``emocap eval --vocabulary NAME`` (:mod:`emocap.eval.cli`) -> :func:`load_vocabulary` (a bundled list of
+``emocap/data/vocabularies/`` or a JSON file) -> :func:`evaluate_vocabulary`: the benchmark's image features
+(:func:`emocap.eval.features.encode_benchmark`, the same cache entry as a plain zero-shot run, so a vocabulary
+run costs at most one feature pass) -> class text rows for the canonical names and for every word
+(:func:`class_rows`: one text-encoder pass) -> :func:`vocabulary_scores` (numpy only) -> one result record ->
+``write_result``.
+
+Definitions (``docs/eval.md``, "Open-vocabulary protocol"):
+
+* **rounds**: a list with ``k`` words per class gives ``k`` rounds; round ``r`` names every class ``c`` by
+  ``classes[c][r]`` (a class with fewer words reuses its last word). Each round reports WAR, UAR, macro F1 and
+  per-class recall; the record's ``war`` / ``uar`` / ``macro_f1`` are the means over rounds.
+* **per word**: only that word's class is renamed, every other class keeps its canonical name and is scored
+  exactly as in the model's normal zero-shot run (its prompt set with class descriptions, or its learned
+  prompts); reported: that class's recall and the overall WAR / UAR, with their differences to the canonical run.
+* **canonical**: the normal zero-shot run on the same features, for reference; **chance**: ``1/C``.
+
+A renamed word is scored with the prompt set's templates only (never with class descriptions: descriptions
+describe a canonical class, and a word the taxonomy does not know has none), or with the model's shared learned
+prompts when the normal zero-shot run would use them for that word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from emocap import taxonomy
+
+from .benchmarks import Benchmark, BenchmarkData, pool_frame_probs
+from .features import FeatureCache, FeatureSet, encode_benchmark
+from .metrics import chance_levels, classification_metrics
+from .records import scored_record
+from .zeroshot import PROTOCOL as ZEROSHOT, run_header, zero_shot_probs
+
+__all__ = ["Vocabulary", "load_vocabulary", "bundled_vocabularies", "vocabulary_scores", "class_rows",
+           "evaluate_vocabulary", "vocabulary_header", "format_vocabulary", "taxonomy_words", "PROTOCOL", "PURPOSES"]
+
+PROTOCOL = "open-vocabulary"
+PURPOSES = ("tuning", "report")
+_BUNDLED_DIR = "data/vocabularies"
+
+
+def _normalise(word: str) -> str:
+    return " ".join(str(word).strip().lower().replace("_", " ").replace("-", " ").split())
+
+
+def taxonomy_words() -> List[str]:
+    """Every emotion word of ``emocap/data/labels.json``: canonical names, adjectives and synonyms (normalised)."""
+    data = json.loads(resources.files("emocap").joinpath("data/labels.json").read_text(encoding="utf-8"))
+    words = set()
+    for canon, entry in data["emotions"].items():
+        words.add(_normalise(canon))
+        words.add(_normalise(entry["adjective"]))
+        words.update(_normalise(s) for s in entry["synonyms"])
+    return sorted(words)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A word list: canonical class -> words, with its name, purpose (``tuning`` / ``report``) and source."""
+
+    name: str
+    classes: Dict[str, List[str]]
+    purpose: Optional[str] = None
+    source: Optional[str] = None
+    path: Optional[str] = None
+
+    @property
+    def hash(self) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON of ``classes`` (what determines the scores)."""
+        blob = json.dumps({k: list(v) for k, v in sorted(self.classes.items())}, sort_keys=True,
+                          ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def words_in_taxonomy(self) -> List[str]:
+        """Words of this list that the taxonomy knows (none in a shipped list: those are not unseen words)."""
+        known = set(taxonomy_words())
+        return [w for words in self.classes.values() for w in words if _normalise(w) in known]
+
+    def describe(self) -> dict:
+        """What a result record keeps of the list."""
+        return {"name": self.name, "hash": self.hash, "purpose": self.purpose, "source": self.source,
+                "file": self.path, "classes": {k: list(v) for k, v in self.classes.items()}}
+
+
+def bundled_vocabularies() -> List[str]:
+    """Names of the word lists shipped in ``emocap/data/vocabularies/``."""
+    folder = resources.files("emocap").joinpath(_BUNDLED_DIR)
+    return sorted(item.name[:-len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
+
+
+def _parse(data: object, where: str, default_name: str) -> Vocabulary:
+    if not isinstance(data, dict) or not isinstance(data.get("classes"), dict) or not data["classes"]:
+        raise ValueError(f"{where}: expected a JSON object with 'classes' mapping each class to a list of words")
+    purpose = data.get("purpose")
+    if purpose is not None and purpose not in PURPOSES:
+        raise ValueError(f"{where}: 'purpose' must be one of {', '.join(PURPOSES)}, got {purpose!r}")
+    classes: Dict[str, List[str]] = {}
+    seen: Dict[str, str] = {}
+    for key, words in data["classes"].items():
+        canon = taxonomy.canonical_or_none(key)
+        if canon is None:
+            raise ValueError(f"{where}: class {key!r} is not an emotion the taxonomy knows")
+        if canon in classes:
+            raise ValueError(f"{where}: two entries for class {canon!r}")
+        if (not isinstance(words, list) or not words
+                or not all(isinstance(w, str) and w.strip() for w in words)):
+            raise ValueError(f"{where}: class {key!r} needs a non-empty list of non-empty words")
+        for w in words:
+            norm = _normalise(w)
+            if norm in seen:
+                raise ValueError(f"{where}: word {w!r} appears twice (classes {seen[norm]!r} and {canon!r}); "
+                                 "each word must name one class")
+            seen[norm] = canon
+        classes[canon] = [w.strip() for w in words]
+    return Vocabulary(str(data.get("name") or default_name), classes, purpose, data.get("source"))
+
+
+def load_vocabulary(spec: Union[str, Path, Mapping, Vocabulary]) -> Vocabulary:
+    """A word list: a bundled name (``openvocab-report``), a JSON file, a dict in the file format or a Vocabulary.
+
+    Raises FileNotFoundError for an unknown name and ValueError for a malformed list (unknown class, empty or
+    repeated words).
+    """
+    if isinstance(spec, Vocabulary):
+        return spec
+    if isinstance(spec, Mapping):
+        return _parse(dict(spec), "vocabulary dict", "custom")
+    text = str(spec)
+    if text in bundled_vocabularies():
+        item = resources.files("emocap").joinpath(_BUNDLED_DIR, f"{text}.json")
+        vocab = _parse(json.loads(item.read_text(encoding="utf-8")), f"emocap/{_BUNDLED_DIR}/{text}.json", text)
+        return Vocabulary(vocab.name, vocab.classes, vocab.purpose, vocab.source, f"emocap/{_BUNDLED_DIR}/{text}.json")
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary {text!r} is neither a bundled list ({', '.join(bundled_vocabularies())}) "
+                                "nor a JSON file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    vocab = _parse(data, str(path), path.stem)
+    return Vocabulary(vocab.name, vocab.classes, vocab.purpose, vocab.source, str(path))
+
+
+def _class_words(vocab: Vocabulary, classes: Sequence[str]) -> List[List[str]]:
+    """The list's words for each benchmark class (matched by canonical emotion); ValueError for a class it lacks."""
+    out, missing = [], []
+    for cls in classes:
+        canon = taxonomy.canonical_or_none(cls)
+        if canon is None or canon not in vocab.classes:
+            missing.append(cls)
+        else:
+            out.append(vocab.classes[canon])
+    if missing:
+        raise ValueError(f"vocabulary {vocab.name!r} has no words for the benchmark's classes {missing} "
+                         f"(it has {', '.join(vocab.classes)})")
+    return out
+
+
+def round_names(words: Sequence[Sequence[str]]) -> List[List[str]]:
+    """Class names of every round: round ``r`` uses word ``r`` of each class, or its last word when it has fewer."""
+    k = max(len(w) for w in words)
+    return [[w[min(r, len(w) - 1)] for w in words] for r in range(k)]
+
+
+def _softmax_probs(features: np.ndarray, counts: np.ndarray, text: np.ndarray, logit_scale: float) -> np.ndarray:
+    """Per-sample class probabilities: softmax over ``logit_scale`` x cosine per frame (float32 products, as the
+    classifier), mean-pooled over a clip's frames and renormalised (as :func:`zero_shot_probs`)."""
+    logits = logit_scale * (np.asarray(features, dtype=np.float32) @ np.asarray(text, dtype=np.float32).T)
+    logits = logits.astype(np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    probs = pool_frame_probs(e / e.sum(axis=1, keepdims=True), counts)
+    return probs / np.clip(probs.sum(axis=1, keepdims=True), 1e-12, None)
+
+
+def _summary(m: dict) -> dict:
+    return {"war": m["war"], "uar": m["uar"], "macro_f1": m["macro_f1"], "per_class_recall": m["per_class_recall"]}
+
+
+def vocabulary_scores(fs: FeatureSet, classes: Sequence[str], vocab: Vocabulary,
+                      rows: Mapping[str, np.ndarray], logit_scale: float,
+                      canonical_probs: Optional[np.ndarray] = None) -> Dict[str, object]:
+    """Rounds, per-word runs, the canonical run and chance for image features ``fs``.
+
+    Args:
+        fs: image features (``kind == "features"``) with labels indexing ``classes``.
+        classes: the benchmark's class names (canonical emotions or names the taxonomy maps to them).
+        vocab: the word list.
+        rows: name -> class text feature row, for every class name and every word of the list used here.
+        logit_scale: the model's logit scale (softmax temperature).
+        canonical_probs: the normal zero-shot probabilities, when already computed (else from ``rows``).
+
+    Returns:
+        ``{"canonical", "rounds", "per_word", "chance", "war", "uar", "macro_f1", *_std}``; see the module docstring.
+    """
+    if fs.kind != "features":
+        raise TypeError("the open-vocabulary protocol needs image features: the classifier has no encode_images")
+    classes = list(classes)
+    words = _class_words(vocab, classes)
+    y = np.asarray(fs.labels)
+
+    def closest_pair(names: Sequence[str]) -> dict:
+        """The two names of a label set whose text rows are most alike (cosine): near 1, the model cannot tell
+        them apart and the round scores near chance for them."""
+        text = np.stack([rows[n] for n in names]).astype(np.float64)
+        text /= np.clip(np.linalg.norm(text, axis=1, keepdims=True), 1e-12, None)
+        sims = text @ text.T
+        np.fill_diagonal(sims, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(sims)), sims.shape)
+        return {"names": [names[min(i, j)], names[max(i, j)]], "cosine": round(float(sims[i, j]), 4)}
+
+    def metrics(names: Sequence[str], probs: Optional[np.ndarray] = None) -> dict:
+        if probs is None:
+            probs = _softmax_probs(fs.features, fs.counts, np.stack([rows[n] for n in names]), logit_scale)
+        return classification_metrics(y, probs, classes, top_k=())
+
+    canonical = metrics(classes, canonical_probs)
+    rounds = []
+    for r, names in enumerate(round_names(words)):
+        m = metrics(names)
+        rounds.append({"round": r + 1, "names": dict(zip(classes, names)), **_summary(m),
+                       "closest_pair": closest_pair(names) if len(names) > 1 else None})
+    per_word: Dict[str, Dict[str, dict]] = {}
+    for c, cls in enumerate(classes):
+        entries = {}
+        for word in words[c]:
+            names = list(classes)
+            names[c] = word
+            m = metrics(names)
+            recall, base = m["per_class_recall"][cls], canonical["per_class_recall"][cls]
+            entries[word] = {
+                "recall": recall, "war": m["war"], "uar": m["uar"],
+                "recall_delta": None if recall is None or base is None else recall - base,
+                "uar_delta": m["uar"] - canonical["uar"], "war_delta": m["war"] - canonical["war"],
+            }
+        per_word[cls] = entries
+    out: Dict[str, object] = {
+        "canonical": {**_summary(canonical), "closest_pair": closest_pair(classes) if len(classes) > 1 else None},
+        "rounds": rounds,
+        "per_word": per_word,
+        "chance": chance_levels(y, len(classes)),
+    }
+    for key in ("war", "uar", "macro_f1"):
+        values = [r[key] for r in rounds]
+        out[key] = float(np.mean(values))
+        out[f"{key}_std"] = float(np.std(values))
+    return out
+
+
+def _logit_scale(classifier) -> float:
+    scale = getattr(classifier, "logit_scale", None)
+    if scale is not None:
+        return float(scale)
+    return float(classifier.model.model.logit_scale.exp().float().item())
+
+
+def _as_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def word_prompts(classifier, words: Sequence[str]) -> str:
+    """How renamed words are scored: ``learned-prompts`` (the model's shared soft prompts, as its normal
+    zero-shot run would score these names) or ``templates`` (the prompt set's templates, no descriptions)."""
+    uses_learned = getattr(classifier, "_uses_learned_prompts", None)
+    try:
+        learned = uses_learned is not None and uses_learned(list(words), classifier.prompt_set)
+    except KeyError:  # per-class learned prompts cannot name an unknown word
+        learned = False
+    return "learned-prompts" if learned else "templates"
+
+
+def class_rows(classifier, classes: Sequence[str], words: Sequence[str]) -> Dict[str, np.ndarray]:
+    """Class text feature rows: ``classes`` exactly as the classifier's normal zero-shot run scores them (its
+    prompt set with descriptions, or its learned prompts), and ``words`` without descriptions (one pass each)."""
+    rows = dict(zip(classes, _as_numpy(classifier.class_text_features(list(classes)))))
+    words = [w for w in dict.fromkeys(words) if w not in rows]
+    if words:
+        # the words are encoded together but never all scored against each other: a warning about look-alike
+        # labels among them would be about no real label set (each round reports its own closest pair instead)
+        quiet = getattr(taxonomy, "IndistinguishableLabelsWarning", None)
+        with warnings.catch_warnings():
+            if quiet is not None:
+                warnings.simplefilter("ignore", quiet)
+            if word_prompts(classifier, words) == "learned-prompts":
+                feats = classifier.class_text_features(words)
+            else:
+                templates = classifier.prompt_set.without_descriptions()
+                if not templates.templates:
+                    raise ValueError(f"prompt set {classifier.prompt_set.name!r} has no templates: renamed words "
+                                     "need templates (descriptions are never used for them)")
+                feats = classifier.class_text_features(words, templates)
+        rows.update(zip(words, _as_numpy(feats)))
+    return rows
+
+
+def vocabulary_header(classifier, bench: Benchmark, split, data: BenchmarkData, vocabulary, view=None, limit=None,
+                      root=None) -> Dict[str, object]:
+    """The identifying part of a vocabulary record (also what ``--skip-existing`` checks before running)."""
+    vocab = load_vocabulary(vocabulary)
+    header = run_header(classifier, bench, split, data, protocol=ZEROSHOT, view=view, limit=limit, root=root)
+    header["protocol"] = PROTOCOL  # after run_header, which keeps the prompt set only for zero-shot protocols
+    header["vocabulary"] = vocab.describe()
+    words = [w for c in data.classes for w in vocab.classes.get(taxonomy.canonical_or_none(c) or "", [])]
+    header["word_prompts"] = word_prompts(classifier, words)
+    return header
+
+
+def evaluate_vocabulary(
+    classifier,
+    bench: Benchmark,
+    data: BenchmarkData,
+    vocabulary: Union[str, Path, Mapping, Vocabulary],
+    root=None,
+    split: Optional[str] = None,
+    batch_size: int = 64,
+    progress: bool = True,
+    limit: Optional[int] = None,
+    view: Optional[str] = None,
+    cache: Optional[FeatureCache] = None,
+) -> Dict[str, object]:
+    """The open-vocabulary record of ``classifier`` on ``data`` (already loaded) with ``vocabulary``.
+
+    The classifier is a :class:`emocap.ZeroShotClassifier` built on the benchmark's class names (or anything
+    with ``labels``, ``model_id``, ``prompt_set``, ``encode_images``, ``probs_from_features``,
+    ``class_text_features(labels, prompt_set)`` and a logit scale).
+    """
+    start = time.perf_counter()
+    vocab = load_vocabulary(vocabulary)
+    data = data.limit(limit)
+    words = _class_words(vocab, data.classes)  # fail before encoding anything
+    fs = encode_benchmark(classifier, bench, data, root=root, split=split, batch_size=batch_size, view=view,
+                          limit=limit, cache=cache, progress=progress)
+    if not len(fs):
+        reasons = "; ".join(f"{s}: {r}" for s, r in fs.skipped[:5])
+        raise RuntimeError(f"no image of {bench.name}/{split} could be evaluated "
+                           f"({len(fs.skipped)} skipped: {reasons})")
+    rows = class_rows(classifier, data.classes, [w for ws in words for w in ws])
+    canonical_probs = zero_shot_probs(classifier, fs, data.classes)
+    scores = vocabulary_scores(fs, data.classes, vocab, rows, _logit_scale(classifier), canonical_probs)
+    header = vocabulary_header(classifier, bench, split, data, vocab, view=view, limit=limit, root=root)
+    record = scored_record(header, fs, canonical_probs)
+    # the plain zero-shot metrics stay under "canonical"; the record's headline numbers are the round means
+    for key in ("acc1", "mean_per_class_recall", "per_class_recall", "confusion_matrix", "ece", "reliability",
+                "soft_n", "soft_accuracy", "soft_top1", "soft_kl", "soft_js", "groups"):
+        record.pop(key, None)
+    record.update(scores)
+    record["acc1"], record["mean_per_class_recall"] = record["war"], record["uar"]
+    record["words_in_taxonomy"] = vocab.words_in_taxonomy()
+    record["elapsed_s"] = round(time.perf_counter() - start, 3)
+    return record
+
+
+def format_vocabulary(record: dict) -> List[str]:
+    """A compact table of a vocabulary record: canonical, chance, each round and its mean, each word.
+
+    ``cos``: the largest cosine between two class text rows of the label set (near 1: two classes the model
+    cannot tell apart)."""
+    pct = lambda v: "  -  " if v is None else f"{100 * v:5.1f}"  # noqa: E731
+    signed = lambda v: "" if v is None else f" ({100 * v:+.1f})"  # noqa: E731
+    cos = lambda pair: "  -  " if not pair else f"{pair['cosine']:.3f}"  # noqa: E731
+    join = lambda names: (" | " if any("," in n for n in names) else ", ").join(names)  # noqa: E731
+    classes = list(record["labels"])
+    canon = record["canonical"]
+    chance = record["chance"]
+    lines = [f"{'':10s} {'WAR':>5s}  {'UAR':>5s}  {'F1':>5s}  {'cos':>5s}  names",
+             f"{'canonical':10s} {pct(canon['war'])}  {pct(canon['uar'])}  {pct(canon['macro_f1'])}  "
+             f"{cos(canon.get('closest_pair'))}  " + join(classes),
+             f"{'chance':10s} {pct(chance['war'])}  {pct(chance['uar'])}  {'':5s}  {'':5s}  1/{len(classes)} "
+             f"(largest class alone: WAR {pct(chance['majority_class_war']).strip()})"]
+    for r in record["rounds"]:
+        lines.append(f"{'round ' + str(r['round']):10s} {pct(r['war'])}  {pct(r['uar'])}  {pct(r['macro_f1'])}  "
+                     f"{cos(r.get('closest_pair'))}  " + join([r["names"][c] for c in classes]))
+    n_rounds = len(record["rounds"])
+    lines.append(f"{'mean':10s} {pct(record['war'])}  {pct(record['uar'])}  {pct(record['macro_f1'])}  "
+                 f"{'':5s}  over {n_rounds} round{'s' if n_rounds != 1 else ''} "
+                 f"(sd WAR {100 * record['war_std']:.1f}, UAR {100 * record['uar_std']:.1f})")
+    lines.append("per word (only that class renamed; the others keep their canonical names):")
+    for cls in classes:
+        lines.append(f"  {cls} (canonical recall {pct(canon['per_class_recall'][cls]).strip()})")
+        for word, m in record["per_word"][cls].items():
+            lines.append(f"    recall {pct(m['recall'])}{signed(m['recall_delta']):9s} "
+                         f"UAR {pct(m['uar'])}{signed(m['uar_delta']):8s}  {word}")
+    return lines
