@@ -153,3 +153,25 @@ def ferplus_dir() -> Path:
             f"or place it at {REPO_ROOT.parent / 'shared' / 'data' / 'ferplus'}"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory):
+    """48 tiny FER+-format train faces (16 in valid) in four classes with clear majorities, captioned into
+    shards of 20: ``(FER+ root, shard folder)``, for training tests."""
+    from emocap.captioning.build import build_captions
+    from emocap.captioning.sources import ferplus_source
+
+    root = tmp_path_factory.mktemp("fer")
+    rows = []
+    for i in range(48):
+        votes = [0] * 10
+        votes[i % 4] = 7  # four classes, clear majorities
+        votes[(i + 1) % 4] = 3
+        rows.append(f'fer{i:07d}.png,"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
+    write_ferplus_split(root, "FER2013Train", rows)
+    write_ferplus_split(root, "FER2013Valid", rows[:16], seed=1)
+    samples, _ = ferplus_source(str(root), "train")
+    out = root / "shards"
+    build_captions(samples, out, shard_size=20, progress=False)
+    return root, out

@@ -6,15 +6,12 @@ import csv
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from safetensors.torch import load_file
 
-from emocap.captioning.build import build_captions
-from emocap.captioning.sources import ferplus_source
 from emocap.models import create_model, load_model
 from emocap.train.config import ConfigError, load_config
 from emocap.train.data import DataError, augment
@@ -133,25 +130,6 @@ def test_augment_keeps_shape_range_and_is_seeded():
 
 
 # ---------------------------------------------------------------- training runs
-@pytest.fixture(scope="module")
-def tiny_shards(tmp_path_factory):
-    from conftest import write_ferplus_split
-
-    root = tmp_path_factory.mktemp("fer")
-    rows = []
-    for i in range(48):
-        votes = [0] * 10
-        votes[i % 4] = 7  # four classes, clear majorities
-        votes[(i + 1) % 4] = 3
-        rows.append(f'fer{i:07d}.png,"(0, 0, 48, 48)",' + ",".join(map(str, votes)))
-    write_ferplus_split(root, "FER2013Train", rows)
-    write_ferplus_split(root, "FER2013Valid", rows[:16], seed=1)
-    samples, _ = ferplus_source(str(root), "train")
-    out = root / "shards"
-    build_captions(samples, out, shard_size=20, progress=False)
-    return root, out
-
-
 def _tiny_cfg(shards, out, *extra):
     return load_config("tiny", [f"data.train_shards={shards}", f"out={out}", "epochs=2", "batch_size=8",
                                 "checkpoint_every=100", "log_every=2", *extra])

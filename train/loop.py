@@ -177,6 +177,10 @@ def _optimizer(cfg: Dict, modules: List[torch.nn.Module]):
 
 def train(cfg: Dict, progress: bool = True) -> Path:
     """Run (or resume) training as configured; returns the folder of the final model."""
+    if cfg["language"]["enabled"]:
+        from .language import train_language
+
+        return train_language(cfg, progress=progress)
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
