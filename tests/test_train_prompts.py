@@ -16,7 +16,7 @@ from emocap.train.image_tokens import encode_image_with_tokens
 from emocap.train.loop import train
 from emocap.train.prompt_learning import SoftPrompts
 
-from test_train import _tiny_cfg, tiny_shards  # noqa: F401  (module fixture)
+from test_train import _tiny_cfg  # tiny_shards: the shared fixture in conftest.py
 
 
 def test_soft_prompt_with_word_embeddings_equals_the_tokenised_text():
@@ -49,7 +49,7 @@ def test_image_tokens_pool_like_encode_image():
     assert tokens.shape == (2, 1, 32)  # 32 px / 32 = one cell for the tiny ResNet
 
 
-def test_prompt_training_saves_prompts_and_the_classifier_uses_them(tiny_shards, tmp_path):  # noqa: F811
+def test_prompt_training_saves_prompts_and_the_classifier_uses_them(tiny_shards, tmp_path):
     _, shards = tiny_shards
     joint = train(_tiny_cfg(shards, tmp_path / "joint", "prompt.weight=1.0", "prompt.align_weight=0.5",
                             "prompt.prototype_weight=0.5", "prompt.prototype_samples=32", "mixup.prob=0.5",

@@ -11,7 +11,7 @@ from emocap.train.data import DataError
 from emocap.train.loop import train
 from emocap.train.streaming import _split_by_rank, stream_batches
 
-from test_train import _tiny_cfg, tiny_shards  # noqa: F401  (module fixture)
+from test_train import _tiny_cfg  # tiny_shards: the shared fixture in conftest.py
 
 LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 
@@ -25,7 +25,7 @@ def test_rank_split_gives_disjoint_shards_and_needs_enough_shards():
 
 
 @pytest.mark.parametrize("resampled", [True, False])
-def test_streamed_batches(tiny_shards, resampled):  # noqa: F811
+def test_streamed_batches(tiny_shards, resampled):
     _, shards = tiny_shards
     tok = create_model("emocap-tiny").tokenizer
     it = stream_batches(shards, tok, LABELS, 32, True, 8, workers=0, resampled=resampled, shuffle_buffer=10)
@@ -36,7 +36,7 @@ def test_streamed_batches(tiny_shards, resampled):  # noqa: F811
     assert set(torch.cat([x["labels"] for x in batches]).tolist()) <= {0, 1, 2, 3}
 
 
-def test_streamed_training_run(tiny_shards, tmp_path):  # noqa: F811
+def test_streamed_training_run(tiny_shards, tmp_path):
     _, shards = tiny_shards
     final = train(_tiny_cfg(shards, tmp_path / "s", "data.streaming=true", "data.samples_per_epoch=32",
                             "data.workers=1", "prompt.weight=1.0", "prompt.prototype_weight=0.5",
