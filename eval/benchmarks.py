@@ -280,10 +280,10 @@ class LabelMap:
             mapping = taxonomy.benchmark_label_map(key)
             classes = [taxonomy.canonical(v) for v in mapping.values()]
         else:
-            compound = _labels_json().get("compound_benchmarks", {})
-            if key not in compound:
+            compound_maps = _labels_json().get("compound_benchmarks", {})
+            if key not in compound_maps:
                 raise KeyError(f"no label map {key!r} in emocap/data/labels.json")
-            mapping = dict(compound[key]["labels"])
+            mapping = dict(compound_maps[key]["labels"])
             classes = list(mapping.values())
         native = list(mapping)[:first]
         return cls(key, tuple(native), tuple(classes[:len(native)]))
