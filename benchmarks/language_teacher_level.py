@@ -26,8 +26,8 @@ from safetensors.torch import load_file
 from emocap import taxonomy
 from emocap.models import load_model
 from emocap.prompts import load_prompt_set
-from emocap.train.language import TeacherHead, _grouped_mean, _image_features, _war_uar
-from emocap.train.loop import Validator
+from emocap.train.language import TeacherHead, _grouped_mean
+from emocap.train.loop import Validator, war_uar
 from emocap.train.teacher_text import SentenceTeacher
 
 
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     labels = [taxonomy.canonical(n) for n in taxonomy.label_set("ferplus8")]
     prompt_set = load_prompt_set("basic8")
     data = Validator(args.root, args.split, em.image_size, True, labels)
-    feats = _image_features(em.model, data, em.preprocess_cfg["mean"], em.preprocess_cfg["std"])
+    feats = data.image_features(em.model, em.preprocess_cfg["mean"], em.preprocess_cfg["std"])
     teacher = SentenceTeacher(cache_dir=args.cache_dir or str(run / "teacher_cache"))
 
     def score(names, descriptions: bool):
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             sizes.append(len(t))
         with torch.inference_mode():
             text = _grouped_mean(head(torch.from_numpy(teacher.encode(texts, progress=False))), sizes)
-        return _war_uar((feats @ text.T).argmax(1).numpy(), data.targets)
+        return war_uar((feats @ text.T).argmax(1).numpy(), data.targets)
 
     rows = {"canonical": [score(labels, True)]}
     for name in ("openvocab-report", "behaviour-phrases"):

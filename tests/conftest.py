@@ -175,3 +175,13 @@ def tiny_shards(tmp_path_factory):
     out = root / "shards"
     build_captions(samples, out, shard_size=20, progress=False)
     return root, out
+
+
+def write_random_face_folder(root: Path, seed: int, classes=("happy", "sad", "angry"), per_class: int = 4) -> Path:
+    """An ImageFolder of random 36x36 colour images, ``per_class`` per class folder (seeded), for eval CLI tests."""
+    rng = np.random.RandomState(seed)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.randint(0, 256, (36, 36, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root

@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from emocap.eval import cli as eval_cli
 from emocap.eval.text_cache import CachedScorer
@@ -17,13 +16,9 @@ from emocap.eval.text_cache import CachedScorer
 
 @pytest.fixture
 def faces(tmp_path):
-    rng = np.random.RandomState(3)
-    root = tmp_path / "faces"
-    for cls in ("happy", "sad", "angry"):
-        (root / cls).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.randint(0, 256, (36, 36, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
+    from conftest import write_random_face_folder
+
+    return write_random_face_folder(tmp_path / "faces", seed=3)
 
 
 def _args(faces, model_dir, tmp_path, *extra, out="res"):

@@ -9,7 +9,6 @@ from importlib import resources
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from emocap.eval import cli as eval_cli
 from emocap.eval.features import FeatureSet
@@ -177,13 +176,9 @@ def test_clip_frames_are_pooled_like_zero_shot():
 
 @pytest.fixture
 def faces(tmp_path):
-    rng = np.random.RandomState(7)
-    root = tmp_path / "faces"
-    for cls in ("happy", "sad", "angry"):
-        (root / cls).mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.randint(0, 256, (36, 36, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
+    from conftest import write_random_face_folder
+
+    return write_random_face_folder(tmp_path / "faces", seed=7)
 
 
 def _args(faces, model_dir, tmp_path, *extra):

@@ -38,11 +38,13 @@ from emocap.models import EmocapModel, encode_text_trimmed, load_model, save_mod
 from emocap.prompts import PromptSet, load_prompt_set
 
 from .config import save_config
-from .data import CaptionData, augment, load_caption_shards, normalise, to_model_input
+from .data import CaptionData, augment, load_caption_shards, normalise
+from .losses import class_prompt_loss, positive_mask, symmetric_nce
+from .loop import Validator, cosine_with_warmup, epoch_order, war_uar
 from .teacher_text import SentenceTeacher
 
-__all__ = ["train_language", "TeacherHead", "class_name_pool", "vocabulary_words", "vocabulary_texts",
-           "soft_cross_entropy"]
+__all__ = ["train_language", "TeacherHead", "class_name_pool", "vocabulary_words", "vocabulary_pairs",
+           "vocabulary_texts"]
 
 VOCAB_TEMPLATES = ("a photo of a face showing {}.", "a facial expression of {}.", "a {} face.", "{}.")
 
@@ -70,11 +72,6 @@ def noisy(vectors: torch.Tensor, scale: float, gen: torch.Generator) -> torch.Te
     return F.normalize(vectors + noise, dim=-1)
 
 
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a target distribution per row."""
-    return -(targets * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
-
-
 def class_name_pool(labels: Sequence[str]) -> List[List[str]]:
     """Per class the names training may call it by: the canonical name first, then the taxonomy's synonyms."""
     return [[label] + [s for s in taxonomy.synonyms(label)[1:] if s != label] for label in labels]
@@ -90,25 +87,23 @@ def vocabulary_words(n: int) -> List[str]:
     return [w for w in words if w.isalpha() and w.isascii() and len(w) >= 3]
 
 
-def vocabulary_texts(words: Sequence[str], templates: Sequence[str] = VOCAB_TEMPLATES, per_word: int = 2,
-                     seed: int = 0) -> List[str]:
-    """The distillation corpus beyond captions: each word in ``per_word`` prompt templates drawn at random.
-    No labels: the targets come from the teacher, so the student learns what the teacher knows of every word."""
+def vocabulary_pairs(words: Sequence[str], templates: Sequence[str] = VOCAB_TEMPLATES, per_word: int = 2,
+                     seed: int = 0) -> List[tuple]:
+    """The distillation corpus beyond captions, as ``(word, sentence)``: each word in ``per_word`` prompt templates
+    drawn at random. No labels: the targets come from the teacher, so the student learns what the teacher knows
+    of every word."""
     rng = np.random.default_rng(seed)
-    texts = []
+    pairs = []
     for w in words:
         for t in rng.choice(len(templates), size=min(per_word, len(templates)), replace=False):
-            texts.append(templates[int(t)].format(w))
-    return texts
+            pairs.append((w, templates[int(t)].format(w)))
+    return pairs
 
 
-def _vocab_word(text: str) -> str:
-    """The word a vocabulary sentence was made from (inverse of :func:`vocabulary_texts`' templates)."""
-    for template in VOCAB_TEMPLATES:
-        head_, _, tail = template.partition("{}")
-        if text.startswith(head_) and text.endswith(tail) and len(text) > len(head_) + len(tail):
-            return text[len(head_): len(text) - len(tail)]
-    return text
+def vocabulary_texts(words: Sequence[str], templates: Sequence[str] = VOCAB_TEMPLATES, per_word: int = 2,
+                     seed: int = 0) -> List[str]:
+    """The sentences of :func:`vocabulary_pairs`."""
+    return [text for _, text in vocabulary_pairs(words, templates, per_word, seed)]
 
 
 @dataclass
@@ -159,13 +154,6 @@ class ClassPrompts:
         return names
 
 
-def _lr_factor(step: int, total: int, warmup: int, floor: float) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def _log(path: Path, row: Dict) -> None:
     new = not path.exists()
     with path.open("a", newline="") as f:
@@ -193,31 +181,16 @@ def _tuning_rounds(name: Optional[str], labels: Sequence[str]) -> List[List[str]
     return [[words[c][min(r, len(words[c]) - 1)] for c in labels] for r in range(k)]
 
 
-def _war_uar(pred: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-    recalls = [float((pred[targets == c] == c).mean()) for c in np.unique(targets)]
-    return {"war": float((pred == targets).mean()), "uar": float(np.mean(recalls))}
-
-
-@torch.inference_mode()
-def _image_features(model, validator, mean, std) -> torch.Tensor:
-    was = model.training
-    model.eval()
-    feats = [model.encode_image(to_model_input(validator.images[s:s + 512], mean, std), normalize=True)
-             for s in range(0, len(validator.images), 512)]
-    model.train(was)
-    return torch.cat(feats)
-
-
 @torch.inference_mode()
 def _score(image_feats, text_fn, prompt_set, labels, tune_rounds, targets) -> Dict[str, float]:
     """Canonical names (templates + descriptions) and the tuning rounds (templates only: unknown words)."""
     out = {}
     canon = text_fn([t for label in labels for t in prompt_set.texts_for(label)], [len(prompt_set.texts_for(l)) for l in labels])
-    out.update(_war_uar((image_feats @ canon.T).argmax(1).numpy(), targets))
+    out.update(war_uar((image_feats @ canon.T).argmax(1).numpy(), targets))
     tune = []
     for names in tune_rounds:
         feats = text_fn([t.format(n) for n in names for t in prompt_set.templates], [len(prompt_set.templates)] * len(names))
-        tune.append(_war_uar((image_feats @ feats.T).argmax(1).numpy(), targets)["uar"])
+        tune.append(war_uar((image_feats @ feats.T).argmax(1).numpy(), targets)["uar"])
     out["tune_uar"] = float(np.mean(tune)) if tune else float("nan")
     return out
 
@@ -232,11 +205,6 @@ def _selection_score(m: Dict[str, float]) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- step 1: align
-def _contrastive(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
-    logits = scale * img @ txt.T
-    return 0.5 * (soft_cross_entropy(logits, positives) + soft_cross_entropy(logits.T, positives))
-
-
 def align_step(model, head, batch, table: TextTable, class_prompts: ClassPrompts, lcfg, weights, gen) -> Dict:
     """Loss of one align step (images vs teacher-encoded captions and class prompts)."""
     if lcfg["freeze_image"]:  # the head learns the model's existing joint space; the image tower stays as it is
@@ -245,18 +213,17 @@ def align_step(model, head, batch, table: TextTable, class_prompts: ClassPrompts
     else:
         img = model.encode_image(batch["x"], normalize=True)
     scale = model.logit_scale.exp().clamp(max=100)
-    same = (batch["labels"][:, None] == batch["labels"][None, :]).float()
-    positives = same / same.sum(1, keepdim=True)
+    positives = positive_mask(batch["soft"], "label")  # same dominant emotion: positives, not negatives
     terms = {}
     for group, w in weights.items():
         if w > 0 and group != "class_prompts":
             txt = head(noisy(table.vectors[batch[f"{group}_ids"]], lcfg["text_noise"], gen))
-            terms[group] = _contrastive(img, txt, scale, positives)
+            terms[group] = symmetric_nce(scale * img @ txt.T, positives)
     if weights.get("class_prompts", 0) > 0:
         names = class_prompts.sample_names(gen, lcfg["synonym_prob"])
         use_desc = torch.rand(1, generator=gen).item() < lcfg["description_prob"]
         cls = class_prompts.features(head, names, descriptions=use_desc, noise=lcfg["text_noise"], gen=gen)
-        terms["class_prompts"] = soft_cross_entropy(scale * img @ cls.T, batch["soft"])
+        terms["class_prompts"] = class_prompt_loss(img, cls, scale, batch["soft"])
     loss = sum(weights[k] * v for k, v in terms.items())
     return {"loss": loss, **{k: float(v.detach()) for k, v in terms.items()}}
 
@@ -266,16 +233,13 @@ def _align_batch(data: CaptionData, ids: Dict[str, torch.Tensor], idx: torch.Ten
     pick = start + (torch.rand(len(idx), generator=gen) * (end - start)).long()
     x = augment(data.images[idx].float() / 255.0, aug, gen)
     x = normalise(x, mean, std)
-    return {"x": x.contiguous(memory_format=torch.channels_last), "labels": data.labels[idx],
-            "soft": data.soft_labels[idx], "global_ids": ids["global"][idx], "summary_ids": ids["summary"][idx],
+    return {"x": x.contiguous(memory_format=torch.channels_last), "soft": data.soft_labels[idx], "global_ids": ids["global"][idx], "summary_ids": ids["summary"][idx],
             "local_ids": ids["local"][pick]}
 
 
 def align(cfg, em: EmocapModel, head: TeacherHead, data: CaptionData, table: TextTable, class_prompts, validator,
           evaluate, out: Path, progress: bool) -> Dict[str, float]:
     """Step 1: train the image tower and the head against frozen teacher vectors; keeps the best by validation."""
-    from .loop import epoch_order
-
     lcfg, model = cfg["language"], em.model
     mean, std = em.preprocess_cfg["mean"], em.preprocess_cfg["std"]
     ids = {g: table.ids(data.texts[g]) for g in ("global", "summary", "local")}
@@ -300,7 +264,7 @@ def align(cfg, em: EmocapModel, head: TeacherHead, data: CaptionData, table: Tex
         for s in range(steps_per_epoch):
             if step >= total:
                 break
-            f = _lr_factor(step, total, cfg["warmup_steps"], cfg["min_lr"] / cfg["lr"])
+            f = cosine_with_warmup(step, total, cfg["warmup_steps"], cfg["min_lr"] / cfg["lr"])
             for g, b in zip(opt.param_groups, base):
                 g["lr"] = b * f
             batch = _align_batch(data, ids, order[s * cfg["batch_size"]:(s + 1) * cfg["batch_size"]],
@@ -362,7 +326,7 @@ def distil(cfg, em: EmocapModel, groups: Sequence[tuple], evaluate, out: Path, p
     bar = tqdm(total=total, desc="language stage: distil", disable=not progress)
     for step in range(1, total + 1):
         for g in opt.param_groups:
-            g["lr"] = lcfg["distil_lr"] * _lr_factor(step - 1, total, min(200, total // 10 + 1), 0.02)
+            g["lr"] = lcfg["distil_lr"] * cosine_with_warmup(step - 1, total, min(200, total // 10 + 1), 0.02)
         with torch.enable_grad():
             losses = []
             for tok, (_, targets) in zip(tokens, groups):
@@ -399,8 +363,6 @@ def _encode_texts(em: EmocapModel, texts: Sequence[str]) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- the stage
 def train_language(cfg: Dict, progress: bool = True) -> Path:
     """Run the language stage as configured; returns the folder of the final model (``<out>/final``)."""
-    from .loop import Validator
-
     lcfg, dcfg = cfg["language"], cfg["data"]
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg["num_threads"]))
@@ -420,7 +382,8 @@ def train_language(cfg: Dict, progress: bool = True) -> Path:
     pool = class_name_pool(labels)
     tune_rounds = _tuning_rounds(lcfg["tune_vocabulary"], labels)
     tune_texts = [t.format(n) for names in tune_rounds for n in names for t in prompt_set.templates]
-    vocab = vocabulary_texts(vocabulary_words(lcfg["vocab_words"])[: lcfg["vocab_limit"] or None], seed=cfg["seed"])
+    vocab_pairs = vocabulary_pairs(vocabulary_words(lcfg["vocab_words"])[: lcfg["vocab_limit"] or None], seed=cfg["seed"])
+    vocab = [text for _, text in vocab_pairs]
     caption_texts = sorted(set(data.texts["global"]) | set(data.texts["summary"]) | set(data.texts["local"])
                            | set(_class_prompt_texts(prompt_set, pool)))
     table = build_text_table(teacher, [caption_texts, vocab, tune_texts], progress)
@@ -430,7 +393,7 @@ def train_language(cfg: Dict, progress: bool = True) -> Path:
 
     def evaluate(model, text_fn):
         with torch.inference_mode():
-            return _score(_image_features(model, validator, mean, std), text_fn, prompt_set, labels, tune_rounds,
+            return _score(validator.image_features(model, mean, std), text_fn, prompt_set, labels, tune_rounds,
                           validator.targets)
 
     align_dir = out / "align"
@@ -461,8 +424,8 @@ def train_language(cfg: Dict, progress: bool = True) -> Path:
             prompts = sorted(set(_class_prompt_texts(prompt_set, pool)))
             in_prompts = set(prompts)
             captions = [t for t in caption_texts if t not in in_prompts]
-            words = [_vocab_word(t) for t in vocab]
-            vocab = [t for t, w in zip(vocab, words) if taxonomy.canonical_or_none(w) is None]
+            of_taxonomy_words = {t for w, t in vocab_pairs if taxonomy.canonical_or_none(w) is not None}
+            vocab = [t for t in vocab if t not in of_taxonomy_words]
             groups = [(captions, _encode_texts(em, captions)), (prompts, _encode_texts(em, prompts))]
         else:  # captions and class prompts; vocabulary sentences: one group each, teacher + head targets
             groups = [(caption_texts, head(table.vectors[table.ids(caption_texts)]))]

@@ -49,17 +49,24 @@ class TrainingStopped(RuntimeError):
     """Training could not go on (repeated non-finite losses); the last good checkpoint is kept."""
 
 
+def cosine_with_warmup(step: int, total_steps: int, warmup: int, floor: float) -> float:
+    """Learning-rate factor: linear warmup over ``warmup`` steps, then cosine decay from 1 to ``floor``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def _lr_lambda(cfg, total_steps: int):
     warmup = max(1, int(cfg["warmup_steps"]))
     floor = cfg["min_lr"] / cfg["lr"]
+    return lambda step: cosine_with_warmup(step, total_steps, warmup, floor)
 
-    def fn(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
-    return fn
+def war_uar(pred: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+    """Accuracy (WAR) and mean per-class recall over the classes present in ``targets`` (UAR)."""
+    recalls = [float((pred[targets == c] == c).mean()) for c in np.unique(targets)]
+    return {"war": float((pred == targets).mean()), "uar": float(np.mean(recalls))}
 
 
 class Validator:
@@ -86,14 +93,19 @@ class Validator:
                 m = feats.mean(0)
                 weights.append(m / m.norm())
             text = torch.stack(weights)
-        preds = []
-        for s in range(0, len(self.images), 256):
-            x = to_model_input(self.images[s:s + 256], mean, std).to(device)
-            preds.append((model.encode_image(x, normalize=True) @ text.T).argmax(1).cpu())
-        pred = torch.cat(preds).numpy()
+        pred = (self.image_features(model, mean, std, device) @ text.T).argmax(1).cpu().numpy()
         model.train(was_training)
-        recalls = [float((pred[self.targets == c] == c).mean()) for c in np.unique(self.targets)]
-        return {"war": float((pred == self.targets).mean()), "uar": float(np.mean(recalls))}
+        return war_uar(pred, self.targets)
+
+    @torch.inference_mode()
+    def image_features(self, model, mean, std, device=None) -> torch.Tensor:
+        """[N, D] normalised image features of the held images, in eval mode (the caller's mode is restored)."""
+        was_training = model.training
+        model.eval()
+        feats = [model.encode_image(to_model_input(self.images[s:s + 256], mean, std).to(device), normalize=True)
+                 for s in range(0, len(self.images), 256)]
+        model.train(was_training)
+        return torch.cat(feats)
 
 
 def _class_weights(labels: torch.Tensor, n_classes: int, lw_power: float) -> torch.Tensor:
