@@ -14,9 +14,7 @@ Usage (from the repo root)::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +27,7 @@ from emocap.prompts import load_prompt_set
 from emocap.train.language import TeacherHead, _grouped_mean
 from emocap.train.loop import Validator, war_uar
 from emocap.train.teacher_text import SentenceTeacher
-
-
-def _words(name: str, labels):
-    path = resources.files("emocap").joinpath("data", "vocabularies", f"{name}.json")
-    classes = json.loads(path.read_text(encoding="utf-8"))["classes"]
-    words = {taxonomy.canonical(c): w for c, w in classes.items()}
-    k = max(len(words[c]) for c in labels)
-    return [[words[c][min(r, len(words[c]) - 1)] for c in labels] for r in range(k)]
+from emocap.vocabularies import class_words, load_vocabulary, round_names
 
 
 def main(argv=None) -> int:
@@ -71,7 +62,7 @@ def main(argv=None) -> int:
 
     rows = {"canonical": [score(labels, True)]}
     for name in ("openvocab-report", "behaviour-phrases"):
-        rows[name] = [score(names, False) for names in _words(name, labels)]
+        rows[name] = [score(names, False) for names in round_names(class_words(load_vocabulary(name), labels))]
     print(f"{run} at teacher level, FER+ {args.split} ({len(data.targets)} images), WAR / UAR (mean over rounds):")
     for name, results in rows.items():
         war = 100 * np.mean([r["war"] for r in results])

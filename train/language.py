@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from emocap import taxonomy
 from emocap.models import EmocapModel, encode_text_trimmed, load_model, save_model
 from emocap.prompts import PromptSet, load_prompt_set
+from emocap.vocabularies import class_words, load_vocabulary, round_names
 
 from .config import save_config
 from .data import CaptionData, augment, load_caption_shards, normalise
@@ -168,17 +169,11 @@ def _tuning_rounds(name: Optional[str], labels: Sequence[str]) -> List[List[str]
     """Label-name rounds of the tuning vocabulary (model selection only; report lists are never read here)."""
     if not name:
         return []
-    import json
-    from importlib import resources
-
-    path = Path(name) if Path(name).is_file() else Path(str(resources.files("emocap").joinpath(
-        "data", "vocabularies", f"{name}.json")))
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if data.get("purpose") != "tuning":
-        raise ValueError(f"{path}: language.tune_vocabulary must be a tuning list (purpose: tuning), not a report list")
-    words = {taxonomy.canonical(c): w for c, w in data["classes"].items()}
-    k = max(len(words[c]) for c in labels)
-    return [[words[c][min(r, len(words[c]) - 1)] for c in labels] for r in range(k)]
+    vocab = load_vocabulary(name)
+    if vocab.purpose != "tuning":
+        raise ValueError(f"{vocab.path or vocab.name}: language.tune_vocabulary must be a tuning list "
+                         "(purpose: tuning), not a report list")
+    return round_names(class_words(vocab, labels))
 
 
 @torch.inference_mode()
