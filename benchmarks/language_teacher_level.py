@@ -25,7 +25,8 @@ from emocap import taxonomy
 from emocap.models import load_model
 from emocap.prompts import load_prompt_set
 from emocap.train.language import TeacherHead, _grouped_mean
-from emocap.train.loop import Validator, war_uar
+from emocap.metrics import war_uar
+from emocap.train.loop import Validator
 from emocap.train.teacher_text import SentenceTeacher
 from emocap.vocabularies import class_words, load_vocabulary, round_names
 

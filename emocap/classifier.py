@@ -24,6 +24,7 @@ from PIL import Image
 
 from . import taxonomy
 from . import faces as face_detection
+from .class_weights import class_text_weights
 from .images import ImageInput, load_image
 from .inference import optimize_for_inference
 from .learned_prompts import LearnedPrompts
@@ -138,11 +139,7 @@ class ZeroShotClassifier:
         if self._uses_learned_prompts(labels, prompt_set):
             feats = self.learned_prompts.text_features(self.model.model, self.model.tokenizer, labels)
         else:
-            per_label = [prompt_set.texts_for(label) for label in labels]
-            texts = self.encode_texts([t for prompts in per_label for t in prompts])  # every label, in batches
-            groups = texts.split([len(prompts) for prompts in per_label])
-            means = torch.stack([g.mean(dim=0) for g in groups])
-            feats = means / means.norm(dim=1, keepdim=True)
+            feats = class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
         self._text_cache[key] = feats
         pairs, total = close_label_pairs(feats, labels, self.indistinguishable_cosine)
         self._close_pairs[key] = pairs

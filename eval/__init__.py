@@ -7,7 +7,7 @@ Imports emocap core only; core never imports this package.
 """
 
 from .benchmarks import BENCHMARKS, Benchmark, BenchmarkData, Sample, get_benchmark, register_benchmark
-from .metrics import classification_metrics
+from emocap.metrics import classification_metrics
 from .zeroshot import evaluate, write_result
 
 __all__ = ["BENCHMARKS", "Benchmark", "BenchmarkData", "Sample", "get_benchmark", "register_benchmark",

@@ -31,7 +31,7 @@ from emocap.images import ImageLoadError
 
 from .benchmarks import BenchmarkData, benchmark_names, get_benchmark
 from .features import FeatureCache, model_fingerprint
-from .metrics import format_summary
+from emocap.metrics import format_summary
 from .probe import evaluate_probe, protocol_name
 from .text_cache import CachedScorer, cached_scorer, request_fingerprint, save_text_features, text_request_key
 from .views import view_names

@@ -2,7 +2,7 @@
 
 Flow: a protocol (:mod:`emocap.eval.zeroshot`, :mod:`emocap.eval.probe`) turns a
 :class:`~emocap.eval.features.FeatureSet` into class probabilities -> :func:`scored_record` (metrics from
-:mod:`emocap.eval.metrics`, soft-label and per-group metrics where the data has them, versions, provenance) ->
+:mod:`emocap.metrics`, soft-label and per-group metrics where the data has them, versions, provenance) ->
 :func:`write_result` -> ``results/<model>__<benchmark>__<split>__<protocol>[__<view>]__<prompt hash>.json`` ->
 ``emocap eval build`` (:mod:`emocap.eval.build`).
 
@@ -27,7 +27,7 @@ import numpy as np
 import emocap
 
 from .features import FeatureSet
-from .metrics import chance_levels, classification_metrics, group_metrics, soft_label_metrics
+from emocap.metrics import chance_levels, classification_metrics, group_metrics, soft_label_metrics
 
 __all__ = ["scored_record", "result_filename", "write_result", "existing_result", "versions"]
 

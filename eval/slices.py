@@ -3,7 +3,7 @@
 Flow: ``emocap eval --slices face`` -> :func:`face_attributes` (the caption builder's landmark analysis,
 :class:`emocap.captioning.analysis.FaceAnalyzer`, on each decoded image) -> ``groups`` of the
 :class:`~emocap.eval.features.FeatureSet` (cached with the features) -> per-group WAR/UAR in the result
-(:func:`emocap.eval.metrics.group_metrics`).
+(:func:`emocap.metrics.group_metrics`).
 
 Groups: ``mouth_open`` (yes/no), ``teeth_visible`` (yes/no), ``head_yaw`` (``frontal`` under 15 degrees,
 ``turned`` 15-30, ``profile`` over 30) and ``face_found`` (``no`` when the landmark model fits no face; the other

@@ -37,7 +37,7 @@ from emocap.vocabularies import (PURPOSES, Vocabulary, bundled_vocabularies, cla
 
 from .benchmarks import Benchmark, BenchmarkData, pool_frame_probs
 from .features import FeatureCache, FeatureSet, encode_benchmark
-from .metrics import chance_levels, classification_metrics
+from emocap.metrics import chance_levels, classification_metrics
 from .records import scored_record
 from .zeroshot import PROTOCOL as ZEROSHOT, run_header, zero_shot_probs
 

@@ -130,7 +130,7 @@ def evaluate(
         slices: per-sample attribute groups to report metrics for (``"face"``: :mod:`emocap.eval.slices`).
 
     Returns:
-        The result record: metrics (see :mod:`emocap.eval.metrics`) plus ``model_id``, ``benchmark``, ``split``,
+        The result record: metrics (see :mod:`emocap.metrics`) plus ``model_id``, ``benchmark``, ``split``,
         ``protocol``, ``view``, ``labels``, ``prompt_set``, ``prompt_hash``, ``n_skipped``, ``skipped``
         (``[source, reason]`` for label rows and images left out), ``versions``, ``timestamp`` and ``elapsed_s``.
     """

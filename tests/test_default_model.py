@@ -61,7 +61,7 @@ def test_new_label_names_reach_class_descriptions_through_the_taxonomy(classifie
 def test_suite_numbers_equal_the_classifier_api_on_ferplus_test(classifier, ferplus_dir, tmp_path):
     """`emocap eval`'s path (features, cache, pooling, label alignment) gives the API's predictions exactly."""
     from emocap.eval.features import FeatureCache
-    from emocap.eval.metrics import classification_metrics
+    from emocap.metrics import classification_metrics
     from emocap.eval.zeroshot import evaluate
 
     cache = FeatureCache(tmp_path / "cache")

@@ -13,7 +13,7 @@ from emocap import ZeroShotClassifier
 from emocap.eval import cli as eval_cli
 from emocap.eval.build import load_results, model_index, update_model_card, write_tables
 from emocap.eval.explain import explain, region_sentences
-from emocap.eval.metrics import group_metrics, reliability_bins, soft_label_metrics
+from emocap.metrics import group_metrics, reliability_bins, soft_label_metrics
 from emocap.eval.probe import evaluate_probe, few_shot_indices, fit_probe
 
 COLOURS = {"happy": (230, 40, 40), "sad": (40, 40, 230), "angry": (40, 200, 40)}

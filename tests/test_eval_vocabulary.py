@@ -191,7 +191,7 @@ def _args(faces, model_dir, tmp_path, *extra):
 
 def test_cli_vocabulary_run_on_the_tiny_model(faces, tmp_path, tiny_model_dir, capsys):
     from emocap import ZeroShotClassifier
-    from emocap.eval.metrics import classification_metrics
+    from emocap.metrics import classification_metrics
 
     # a plain zero-shot run first: the vocabulary run must reuse its cached image features
     args = _args(faces, tiny_model_dir, tmp_path)

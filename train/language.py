@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from emocap import taxonomy
+from emocap.metrics import war_uar
 from emocap.models import EmocapModel, encode_text_trimmed, load_model, save_model
 from emocap.prompts import PromptSet, load_prompt_set
 from emocap.vocabularies import class_words, load_vocabulary, round_names
@@ -41,7 +42,7 @@ from emocap.vocabularies import class_words, load_vocabulary, round_names
 from .config import save_config
 from .data import CaptionData, augment, load_caption_shards, normalise
 from .losses import class_prompt_loss, positive_mask, symmetric_nce
-from .loop import Validator, cosine_with_warmup, epoch_order, war_uar
+from .loop import Validator, cosine_with_warmup, epoch_order
 from .teacher_text import SentenceTeacher
 
 __all__ = ["train_language", "TeacherHead", "class_name_pool", "vocabulary_words", "vocabulary_pairs",

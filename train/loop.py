@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -30,7 +29,9 @@ from tqdm.auto import tqdm
 
 from emocap import taxonomy
 from emocap.ferplus import EMOTIONS, FerPlusSplit
+from emocap.class_weights import class_text_weights, encoder_for
 from emocap.learned_prompts import LearnedPrompts
+from emocap.metrics import war_uar
 from emocap.models import create_model, save_model
 from emocap.prompts import load_prompt_set
 
@@ -63,12 +64,6 @@ def _lr_lambda(cfg, total_steps: int):
     return lambda step: cosine_with_warmup(step, total_steps, warmup, floor)
 
 
-def war_uar(pred: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
-    """Accuracy (WAR) and mean per-class recall over the classes present in ``targets`` (UAR)."""
-    recalls = [float((pred[targets == c] == c).mean()) for c in np.unique(targets)]
-    return {"war": float((pred == targets).mean()), "uar": float(np.mean(recalls))}
-
-
 class Validator:
     """Zero-shot accuracy on a FER+ split (majority protocol), images held in memory."""
 
@@ -87,12 +82,7 @@ class Validator:
         if soft_prompts is not None:  # what the classifier will use for a model saved with learned prompts
             text = soft_prompts(model)
         else:
-            weights = []
-            for label in labels:
-                feats = model.encode_text(tokenizer(prompt_set.texts_for(label)).to(device), normalize=True)
-                m = feats.mean(0)
-                weights.append(m / m.norm())
-            text = torch.stack(weights)
+            text = class_text_weights(encoder_for(model, tokenizer), [prompt_set.texts_for(label) for label in labels])
         pred = (self.image_features(model, mean, std, device) @ text.T).argmax(1).cpu().numpy()
         model.train(was_training)
         return war_uar(pred, self.targets)

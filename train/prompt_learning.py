@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from emocap.class_weights import class_text_weights, encoder_for
 from emocap.learned_prompts import LearnedPrompts, encode_soft_prompts, prompt_tokens
 
 from .image_tokens import topk_patch_scores
@@ -86,13 +87,8 @@ def prompt_classification_loss(scores, logit_scale, soft_labels, sample_weights=
 @torch.no_grad()
 def hard_prompt_features(clip_model, tokenizer, class_names, prompt_set) -> torch.Tensor:
     """[C, D] mean normalised text feature of each class's LLM descriptions (templates when it has none)."""
-    device = next(clip_model.parameters()).device
-    feats = []
-    for name in class_names:
-        texts = prompt_set.descriptions_for(name) or prompt_set.texts_for(name)
-        f = clip_model.encode_text(tokenizer(texts).to(device), normalize=True).mean(0)
-        feats.append(f / f.norm())
-    return torch.stack(feats)
+    texts = [prompt_set.descriptions_for(name) or prompt_set.texts_for(name) for name in class_names]
+    return class_text_weights(encoder_for(clip_model, tokenizer), texts)
 
 
 @torch.no_grad()

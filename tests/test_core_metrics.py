@@ -1,9 +1,9 @@
-"""emocap.eval.metrics against numbers worked out by hand."""
+"""emocap.metrics against numbers worked out by hand."""
 
 import numpy as np
 import pytest
 
-from emocap.eval.metrics import classification_metrics, expected_calibration_error, top_k_accuracy
+from emocap.metrics import classification_metrics, expected_calibration_error, top_k_accuracy
 
 NAMES = ["a", "b", "c"]
 # 10 samples, supports 4 / 2 / 4.

@@ -1,7 +1,7 @@
-"""Classification metrics for FER benchmarks: the last step of an eval run, before the result JSON is written.
+"""Classification metrics (core): WAR/UAR and the rest, used by eval's result records and by training's validation.
 
 Flow: benchmark loader -> classifier probabilities -> :func:`classification_metrics` -> result record
-(``emocap.eval.zeroshot``) -> table builder.
+(``emocap.eval.zeroshot``) -> table builder; training validates with :func:`war_uar`.
 
 Metrics reported:
 
@@ -33,11 +33,19 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 __all__ = [
-    "classification_metrics", "expected_calibration_error", "reliability_bins", "top_k_accuracy", "format_summary",
+    "war_uar", "classification_metrics", "expected_calibration_error", "reliability_bins", "top_k_accuracy", "format_summary",
     "soft_label_metrics", "group_metrics", "chance_levels", "ECE_BINS",
 ]
 
 ECE_BINS = 15
+
+
+def war_uar(pred: np.ndarray, targets: np.ndarray) -> Dict[str, float]:
+    """Accuracy (WAR) and mean per-class recall over the classes present in ``targets`` (UAR), for predicted and
+    true class indices (the quick pair training validates with; :func:`classification_metrics` gives the rest)."""
+    pred, targets = np.asarray(pred), np.asarray(targets)
+    recalls = [float((pred[targets == c] == c).mean()) for c in np.unique(targets)]
+    return {"war": float((pred == targets).mean()), "uar": float(np.mean(recalls))}
 
 
 def _check_probabilities(probs: np.ndarray, n_classes: int) -> np.ndarray:
