@@ -19,8 +19,7 @@ from PIL import Image
 
 from emocap.captioning.build import build_captions, parts_from_env
 from emocap.captioning.cli import run as caption_run
-from emocap.captioning.sources import Sample, get_source, labelfile_source
-from emocap.captioning.sources_media import hf_source, video_source, webdataset_source
+from emocap.captioning.sources import Sample, get_source, hf_source, labelfile_source, video_source, webdataset_source
 from emocap.captioning.stats import export_imagefolder, write_stats_report
 from emocap.cli import build_parser
 
