@@ -101,7 +101,9 @@ def load_samples(samples: Sequence[BenchmarkSample]) -> Tuple[List[Image.Image],
     return [frames[0] for frames in clips], labels, sources, problems
 
 
-def load_clips(samples: Sequence[BenchmarkSample]) -> Tuple[List[List[Image.Image]], List[int], List[str], List[Problem]]:
+def load_clips(
+    samples: Sequence[BenchmarkSample],
+) -> Tuple[List[List[Image.Image]], List[int], List[str], List[Problem]]:
     """Load a batch of clips (a still image counts as a one-frame clip), skipping failures as problems.
 
     Returns (frame lists, labels, sources, problems). A clip is kept when at least one of its frames decodes;

@@ -96,7 +96,8 @@ def read_hf(root: str, split: Optional[str] = None, image_column: Optional[str] 
     image_column = image_column or next((k for k, f in features.items() if isinstance(f, datasets.Image)), None)
     if image_column is None or image_column not in features:
         raise ValueError(f"{root}: no image column (columns: {', '.join(features)}); name one with --image-column")
-    label_column = label_column or next((k for k in ("label", "labels", "emotion", "expression") if k in features), None)
+    label_column = label_column or next((k for k in ("label", "labels", "emotion", "expression") if k in features),
+                                        None)
     if label_column is None or label_column not in features:
         raise ValueError(f"{root}: no label column (columns: {', '.join(features)}); name one with --label-column")
     if identity_column and identity_column not in features:

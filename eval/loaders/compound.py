@@ -1,8 +1,9 @@
 """FER+ compound benchmark (``ferplus-compound``): images whose annotators split between two emotions.
 
 Flow: ``emocap eval --benchmark ferplus-compound --root DIR`` -> :func:`load_ferplus_compound` (core's FER+
-reader, :mod:`emocap.readers.ferplus`: label.csv votes -> :func:`compound_pair` per image -> pairs with enough images) -> the usual zero-shot harness
-(:mod:`emocap.eval.zeroshot`), with one class per emotion pair named by a compound phrase ("happy and surprised").
+reader, :mod:`emocap.readers.ferplus`: label.csv votes -> :func:`compound_pair` per image -> pairs with enough
+images) -> the usual zero-shot harness (:mod:`emocap.eval.zeroshot`), with one class per emotion pair named by a
+compound phrase ("happy and surprised").
 
 The rule (``docs/eval.md``, "Compound test"), on the 8 emotion vote columns only (``unknown`` and ``NF`` votes
 are ignored):

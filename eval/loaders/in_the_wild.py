@@ -445,8 +445,8 @@ def load_expw(root: Path, split: Optional[str]) -> BenchmarkData:
                 seen_missing.add(name)
             continue
         source = f"{path}#face{face}"
-        samples.append(BenchmarkSample(source, functools.partial(load_face_crop, path, (left, top, right, bottom), source),
-                              idx))
+        crop = functools.partial(load_face_crop, path, (left, top, right, bottom), source)
+        samples.append(BenchmarkSample(source, crop, idx))
     info = {"protocol": "all faces (no official split)" if split_file is None else f"faces listed in {split_file}",
             "annotation": str(label_file), "images": str(image_dir), "n_kept": len(samples),
             "n_not_in_split": not_in_split}
