@@ -185,7 +185,7 @@ def _is_standard_split(column: str) -> bool:
     """True when the column is its benchmark's default (published test) split."""
     bench, _, split = column.partition("/")
     try:
-        from .benchmarks import get_benchmark
+        from .registry import get_benchmark
 
         return (split or None) == get_benchmark(bench).default_split
     except (KeyError, ValueError):

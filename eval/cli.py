@@ -2,7 +2,7 @@
 ``build`` (tables, plots, model-index) and ``explain`` subcommands.
 
 Flow: ``emocap/cli.py`` calls :func:`add_parser` on its subparsers and later ``args.func(args)`` = :func:`run`,
-which for each ``--benchmark`` loads the data (``emocap.eval.benchmarks``), builds a
+which for each ``--benchmark`` loads the data (``emocap.eval.registry``), builds a
 :class:`emocap.ZeroShotClassifier` on the benchmark's class names, runs the protocol (zero-shot:
 ``emocap.eval.zeroshot``; linear probe / few-shot: ``emocap.eval.probe``) on image features cached per
 model/benchmark/split/view (``emocap.eval.features``) and writes the result with ``write_result``. A zero-shot
@@ -29,7 +29,8 @@ from typing import List, Optional, Sequence
 from emocap.ferplus import LabelFileError
 from emocap.images import ImageLoadError
 
-from .benchmarks import BenchmarkData, benchmark_names, get_benchmark
+from .registry import benchmark_names, get_benchmark
+from .samples import BenchmarkData
 from .features import FeatureCache, model_fingerprint
 from emocap.metrics import format_summary
 from .probe import evaluate_probe, protocol_name

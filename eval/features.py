@@ -1,6 +1,6 @@
 """Image features of a benchmark split, extracted once and cached: what every eval protocol starts from.
 
-Flow: ``BenchmarkData`` (``emocap.eval.benchmarks``) -> :func:`extract_features` (decode each batch in a thread
+Flow: ``BenchmarkData`` (``emocap.eval.samples``) -> :func:`extract_features` (decode each batch in a thread
 pool, apply an image view from :mod:`emocap.eval.views`, optional face slices from :mod:`emocap.eval.slices`,
 encode) -> :class:`FeatureSet` ->
 zero-shot (:mod:`emocap.eval.zeroshot`), linear probe and few-shot (:mod:`emocap.eval.probe`).
@@ -28,7 +28,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from .benchmarks import BenchmarkData, Problem, load_clips, pool_frame_probs
+from .samples import BenchmarkData, Problem, load_clips, pool_frame_probs
 from .views import ImageView, get_view
 
 __all__ = [

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .benchmarks import Benchmark, get_benchmark
+from .registry import Benchmark, get_benchmark
 from .features import FeatureCache, FeatureSet, encode_benchmark
 from .records import scored_record
 from .zeroshot import run_header

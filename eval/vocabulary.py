@@ -35,7 +35,8 @@ from emocap import taxonomy
 from emocap.vocabularies import (PURPOSES, Vocabulary, bundled_vocabularies, class_words, load_vocabulary,  # noqa: F401
                                  round_names, taxonomy_words)
 
-from .benchmarks import Benchmark, BenchmarkData, pool_frame_probs
+from .registry import Benchmark
+from .samples import BenchmarkData, pool_frame_probs
 from .features import FeatureCache, FeatureSet, encode_benchmark
 from emocap.metrics import chance_levels, classification_metrics
 from .records import scored_record

@@ -24,7 +24,8 @@ import numpy as np
 
 from emocap import taxonomy
 
-from .benchmarks import Benchmark, BenchmarkData, get_benchmark, pool_frame_probs
+from .registry import Benchmark, get_benchmark
+from .samples import BenchmarkData, pool_frame_probs
 from .features import FeatureCache, FeatureSet, encode_benchmark
 from .records import existing_result, result_filename, scored_record, write_result
 

@@ -19,8 +19,7 @@ from PIL import Image
 
 from emocap.captioning.build import build_captions, parts_from_env
 from emocap.captioning.cli import run as caption_run
-from emocap.captioning.sources import Sample, get_source, labelfile_source
-from emocap.captioning.sources_media import hf_source, video_source, webdataset_source
+from emocap.captioning.sources import Sample, get_source, hf_source, labelfile_source, video_source, webdataset_source
 from emocap.captioning.stats import export_imagefolder, write_stats_report
 from emocap.cli import build_parser
 
@@ -299,3 +298,20 @@ def test_cli_actions_stats_export_prompts(tmp_path, capsys):
     assert len(json.loads((tmp_path / "p.json").read_text())["descriptions"]) == 8
     args = parser.parse_args(["caption", "stats", str(tmp_path / "empty")])
     assert args.func(args) == 2 and "no .tar caption shards" in capsys.readouterr().err
+
+
+def test_video_frames_caption_and_eval_pick_the_same_frames_in_natural_order(tmp_path):
+    """One frame sampler for both stages: natural frame order (2 before 10), segment centres (1, 3, ..., 15 of 16)."""
+    from emocap.eval.loaders.video import folder_clip
+
+    clip = tmp_path / "happy" / "clip1"
+    for i in range(1, 17):
+        clip.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8), i * 10, dtype=np.uint8), mode="L").save(clip / f"{i}.png")
+    samples, problems = video_source(str(tmp_path), frames_per_clip=8)
+    assert problems == []
+    assert [s.extra["frame"] for s in samples] == [1, 3, 5, 7, 9, 11, 13, 15]
+    picked = [Path(s.source_file).name for s in samples]
+    assert picked == [f"{i}.png" for i in (2, 4, 6, 8, 10, 12, 14, 16)]
+    item = folder_clip(clip, 0, 8, [])
+    assert [Path(f).name for f in item.frames] == picked

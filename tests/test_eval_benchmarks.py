@@ -1,4 +1,4 @@
-"""emocap.eval.benchmarks: the registry, the imagefolder loader and the FER+ loader on tiny fixtures."""
+"""emocap.eval.registry: the registry, the imagefolder loader and the FER+ loader on tiny fixtures."""
 
 import re
 import tarfile
@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emocap.eval.benchmarks import (
-    BENCHMARKS, Benchmark, BenchmarkData, get_benchmark, load_samples, register_benchmark,
-)
+from emocap.eval.registry import BENCHMARKS, Benchmark, get_benchmark, register_benchmark
+from emocap.eval.samples import BenchmarkData, load_samples
 from emocap.ferplus import EMOTIONS
 
 
@@ -62,22 +61,23 @@ def folder_root(tmp_path):
     _png(root / "joy" / "j1.png", 202)                 # synonym of happiness: merged with "happy"
     _png(root / "rage" / "r1.png", 50)                 # "rage" is a taxonomy synonym of anger
     (root / "rage" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
-    _png(root / "confused" / "c1.png", 90)             # unknown to the taxonomy: kept as-is (zero-shot)
-    (root / "empty_class").mkdir()
+    _png(root / "confused" / "c1.png", 90)             # unknown to the taxonomy: not a class, listed as ignored
+    (root / "sad").mkdir()                              # an emotion folder without images
     return root
 
 
 def test_imagefolder_maps_folder_names_and_reports_problems(folder_root):
     data = get_benchmark("imagefolder").load(folder_root)
-    # classes in sorted folder order: confused, (empty_class dropped), happy, joy -> merged, rage
-    assert data.classes == ["confused", "happiness", "anger"]
+    # classes in sorted folder order: (confused ignored), happy, joy -> merged, rage, (sad empty: dropped)
+    assert data.classes == ["happiness", "anger"]
     by_source = {s.source.split("faces/")[1]: s.label for s in data.samples}
     assert by_source == {
-        "confused/c1.png": 0, "happy/h1.png": 1, "happy/h2.png": 1, "joy/j1.png": 1,
-        "rage/broken.png": 2, "rage/r1.png": 2,
+        "happy/h1.png": 0, "happy/h2.png": 0, "joy/j1.png": 0, "rage/broken.png": 1, "rage/r1.png": 1,
     }
     reasons = {src.split("faces/")[1]: why for src, why in data.problems}
-    assert "holds no image files" in reasons["empty_class"]
+    assert "not a known emotion" in reasons["confused"] and "ignored" in reasons["confused"]
+    assert data.info["ignored_folders"] == ["confused"]
+    assert "holds no image files" in reasons["sad"]
     assert "not an image" in reasons["happy/notes.txt"]
     assert "merged" in reasons["joy"]
 
@@ -85,13 +85,13 @@ def test_imagefolder_maps_folder_names_and_reports_problems(folder_root):
 def test_imagefolder_corrupt_file_is_skipped_and_reported(folder_root):
     data = get_benchmark("imagefolder").load(folder_root)
     images, labels, sources, problems = load_samples(data.samples)
-    assert len(images) == len(labels) == len(sources) == 5
+    assert len(images) == len(labels) == len(sources) == 4
     assert all(im.mode == "RGB" for im in images)
     assert [p[0].endswith("rage/broken.png") for p in problems] == [True]
     assert problems[0][1]  # a reason is given
     assert not any(s.endswith("broken.png") for s in sources)
     # labels stay aligned with the images that did load
-    assert labels[sources.index(str(folder_root / "rage" / "r1.png"))] == 2
+    assert labels[sources.index(str(folder_root / "rage" / "r1.png"))] == 1
 
 
 def test_imagefolder_split_subfolder(tmp_path):

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from emocap.eval import cli as eval_cli
-from emocap.eval.benchmarks import get_benchmark
-from emocap.eval.compound import compound_pair, pair_name
+from emocap.eval.loaders.compound import compound_pair, pair_name
+from emocap.eval.registry import get_benchmark
 
 #            neu hap sur sad ang dis fea con unk NF
 RULE_CASES = [

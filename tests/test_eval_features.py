@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from emocap import ZeroShotClassifier
-from emocap.eval.benchmarks import get_benchmark
-from emocap.eval.benchmarks import pool_frame_probs
+from emocap.eval.registry import get_benchmark
+from emocap.eval.samples import pool_frame_probs
 from emocap.eval.features import FeatureCache, FeatureSet, encode_benchmark, extract_features
 from emocap.eval.views import equalize, get_view, mask_face_half
 from emocap.eval.zeroshot import evaluate
@@ -106,7 +106,7 @@ def test_cache_key_separates_model_split_view_and_limit():
 
 
 def test_clip_features_pool_frame_probabilities(tiny_model, tmp_path):
-    from emocap.eval.benchmarks import BenchmarkData, ClipFrames, Sample
+    from emocap.eval.samples import BenchmarkData, BenchmarkSample as Sample, ClipFrames
 
     frames = [Image.new("RGB", (32, 32), (i * 40, 90, 200 - i * 40)) for i in range(3)]
     samples = [Sample("clip-a", lambda: ClipFrames(frames), 0, frames=("f0", "f1", "f2")),

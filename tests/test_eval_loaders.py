@@ -15,11 +15,10 @@ import pytest
 from PIL import Image
 
 from emocap import taxonomy
-from emocap.eval.benchmarks import (
-    BENCHMARKS, ClipFrames, get_benchmark, load_clips, load_samples, pool_frame_probs,
-)
-from emocap.eval.loaders_posed import subject_folds
-from emocap.eval.loaders_video import uniform_indices
+from emocap.eval.loaders.posed import subject_folds
+from emocap.eval.registry import BENCHMARKS, get_benchmark
+from emocap.eval.samples import ClipFrames, load_clips, load_samples, pool_frame_probs
+from emocap.readers.frames import uniform_indices
 from emocap.eval.zeroshot import evaluate
 from emocap.ferplus import EMOTIONS
 

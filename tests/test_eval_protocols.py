@@ -174,7 +174,7 @@ def test_csv_group_annotations_give_per_group_metrics(tmp_path):
         Image.new("RGB", (8, 8), colour).save(tmp_path / f"{i}.png")
         rows.append(f"{i}.png,{label},{gender}")
     (tmp_path / "test.csv").write_text("\n".join(rows) + "\n")
-    from emocap.eval.benchmarks import get_benchmark
+    from emocap.eval.registry import get_benchmark
 
     data = get_benchmark("csv").load(tmp_path, "test", labels="happiness,sadness", group_columns="gender")
     rec = evaluate(ByColour(), "csv", tmp_path, data=data, progress=False)

@@ -66,7 +66,8 @@ def test_prompt_training_saves_prompts_and_the_classifier_uses_them(tiny_shards,
     image = Image.fromarray(np.full((40, 40), 128, dtype=np.uint8))
     assert len(clf.predict([image])[0]) == len(labels)
     # eval result files say that learned prompts scored the classes (not the hand prompt set's hash)
-    from emocap.eval.benchmarks import BenchmarkData, get_benchmark
+    from emocap.eval.registry import get_benchmark
+    from emocap.eval.samples import BenchmarkData
     from emocap.eval.zeroshot import run_header
 
     header = run_header(clf, get_benchmark("imagefolder"), None, BenchmarkData([], list(labels)))

@@ -1,8 +1,9 @@
 """FER+ compound benchmark (``ferplus-compound``): images whose annotators split between two emotions.
 
-Flow: ``emocap eval --benchmark ferplus-compound --root DIR`` -> :func:`load_ferplus_compound` (FER+ label.csv
-votes -> :func:`compound_pair` per image -> pairs with enough images) -> the usual zero-shot harness
-(:mod:`emocap.eval.zeroshot`), with one class per emotion pair named by a compound phrase ("happy and surprised").
+Flow: ``emocap eval --benchmark ferplus-compound --root DIR`` -> :func:`load_ferplus_compound` (core's FER+
+reader, :mod:`emocap.readers.ferplus`: label.csv votes -> :func:`compound_pair` per image -> pairs with enough
+images) -> the usual zero-shot harness (:mod:`emocap.eval.zeroshot`), with one class per emotion pair named by a
+compound phrase ("happy and surprised").
 
 The rule (``docs/eval.md``, "Compound test"), on the 8 emotion vote columns only (``unknown`` and ``NF`` votes
 are ignored):
@@ -24,7 +25,6 @@ splits end up with different pairs; it is meant for zero-shot.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
@@ -32,8 +32,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from emocap import ferplus, taxonomy
+from emocap.readers.ferplus import ferplus_samples, vote_tuple
 
-from .benchmarks import Benchmark, BenchmarkData, Sample, option_int, register_benchmark
+from ..samples import BenchmarkData
+from .common import option_int, reader_item
 
 __all__ = ["compound_pair", "pair_name", "load_ferplus_compound", "MIN_VOTES", "MIN_SHARE", "MIN_IMAGES",
            "PHRASE"]
@@ -94,15 +96,14 @@ def load_ferplus_compound(root: Path, split: Optional[str], min_votes=MIN_VOTES,
     if "{a}" not in str(phrase) or "{b}" not in str(phrase):
         raise ValueError(f"option phrase must contain {{a}} and {{b}}, got {phrase!r}")
     fer = ferplus.FerPlusSplit(root, split or "test")
-    found = [(record, compound_pair(record.votes, min_votes, min_share)) for record in fer.records]
+    found = [(row, compound_pair(vote_tuple(row), min_votes, min_share)) for row in ferplus_samples(fer)]
     counts = Counter(pair for _, pair in found if pair is not None)
     kept = sorted(pair for pair, n in counts.items() if n >= min_images)
     names = [pair_name(pair, phrase) for pair in kept]
     if len(set(names)) != len(names):
         raise ValueError(f"option phrase {phrase!r} gives two pairs the same name")
     index = {pair: k for k, pair in enumerate(kept)}
-    samples = [Sample(f"{fer.source}/{record.name}", functools.partial(fer.load, record), index[pair])
-               for record, pair in found if pair in index]
+    samples = [reader_item(row, index[pair]) for row, pair in found if pair in index]
     if not samples:
         fer.close()
         raise ValueError(f"ferplus-compound: no emotion pair of {fer.source} has {min_images} images under the rule "
@@ -121,16 +122,4 @@ def load_ferplus_compound(root: Path, split: Optional[str], min_votes=MIN_VOTES,
         "pairs_dropped": dropped,
     }
     return BenchmarkData(samples, names, list(fer.problems), info, [fer.close])
-
-
-register_benchmark(Benchmark(
-    name="ferplus-compound",
-    loader=load_ferplus_compound,
-    default_split="test",
-    labels=None,
-    splits=tuple(ferplus.SPLITS),
-    description="FER+ images whose votes split between two emotions (each >= 3 votes, together >= 70%); "
-                "class = the pair (e.g. 'happy and surprised'), pairs with >= 10 images",
-    options=("min_votes", "min_share", "min_images", "phrase"),
-))
 

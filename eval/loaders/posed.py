@@ -1,7 +1,7 @@
 """Loaders for the posed (lab) FER benchmarks CK+, JAFFE and KDEF, plus subject-disjoint folds.
 
-Place in the flow: ``emocap.eval.benchmarks`` (registry) imports this module, which registers ``ckplus``,
-``jaffe`` and ``kdef``; ``Benchmark.load`` calls a loader here and ``emocap.eval.zeroshot.evaluate`` scores the
+Place in the flow: ``emocap.eval.registry`` names ``ckplus``, ``jaffe`` and ``kdef`` with the loaders here;
+``Benchmark.load`` imports and calls them and ``emocap.eval.zeroshot.evaluate`` scores the
 result. These sets have no official split: zero-shot uses all images, and :func:`subject_folds` makes the
 k subject-disjoint folds (10 by default) that the common cross-validation protocol uses, from the ``subject``
 each sample records. Native codes are mapped through ``emocap/data/labels.json``; bad files are reported as
@@ -15,10 +15,9 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from emocap.images import IMAGE_EXTENSIONS
 
-from .benchmarks import (
-    Benchmark, BenchmarkData, LabelMap, Problem, Sample, find_file, image_sample, option_int, register_benchmark,
-    unknown_label,
-)
+from ..label_maps import LabelMap, unknown_label
+from ..samples import BenchmarkData, BenchmarkSample, Problem
+from .common import find_file, image_sample, option_int
 
 __all__ = ["load_ckplus", "load_jaffe", "load_kdef", "subject_folds", "KDEF_ANGLES"]
 
@@ -29,7 +28,7 @@ KDEF_ANGLES = ("FL", "HL", "S", "HR", "FR")
 CKPLUS_FOLDS = 10
 
 
-def subject_folds(samples: Union[BenchmarkData, Sequence[Sample]], k: int = 10) -> List[List[int]]:
+def subject_folds(samples: Union[BenchmarkData, Sequence[BenchmarkSample]], k: int = 10) -> List[List[int]]:
     """``k`` subject-disjoint folds: for each fold, the indices of its test samples (train = all the others).
 
     Subjects are assigned greedily, largest first, to the fold with the fewest samples so far (ties: the lower
@@ -53,7 +52,7 @@ def subject_folds(samples: Union[BenchmarkData, Sequence[Sample]], k: int = 10) 
     return [sorted(f) for f in folds]
 
 
-def _select(split: Optional[str], samples: List[Sample], folds: int):
+def _select(split: Optional[str], samples: List[BenchmarkSample], folds: int):
     """All samples, or the test samples of fold ``foldN`` of the subject-disjoint folds."""
     if split in (None, "all"):
         return samples, "all images (no official split)"
@@ -78,7 +77,7 @@ def load_ckplus(root: Path, split: Optional[str], last_frames=3) -> BenchmarkDat
                            "image folder", folder=True)
     emotion_dir = find_file("ckplus", [images_dir.parent / "Emotion", root / "Emotion",
                                        root / "Emotion_labels" / "Emotion"], "Emotion label folder", folder=True)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     labelled = 0
     for seq_labels in sorted(p for p in emotion_dir.glob("*/*") if p.is_dir()):
@@ -123,7 +122,7 @@ def load_jaffe(root: Path, split: Optional[str]) -> BenchmarkData:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in (".tiff", ".tif"))
     if not files:
         raise FileNotFoundError(f"jaffe: no .tiff images under {root} (expected files like {root}/KA.AN1.39.tiff)")
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     for f in files:
         parts = f.name.split(".")
@@ -162,7 +161,7 @@ def load_kdef(root: Path, split: Optional[str], angles="S") -> BenchmarkData:
     files = sorted(p for p in base.rglob("*") if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg"))
     if not files:
         raise FileNotFoundError(f"kdef: no images under {base} (expected {root}/KDEF/AF01/AF01AFS.JPG)")
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     other_angle = 0
     for f in files:
@@ -183,17 +182,3 @@ def load_kdef(root: Path, split: Optional[str], angles="S") -> BenchmarkData:
             "source": str(base), "n_subjects": len({s.subject for s in samples})}
     return BenchmarkData(samples, list(KDEF.classes), problems, info)
 
-
-# -------------------------------------------------------------------------------------------------- registry
-
-for _bench in (
-    Benchmark("ckplus", load_ckplus, "all", tuple(CKPLUS.classes),
-              ("all",) + tuple(f"fold{i}" for i in range(1, CKPLUS_FOLDS + 1)),
-              "CK+, 7 classes, last 3 frames of the 327 labelled sequences (981); fold1-10 subject-disjoint",
-              options=("last_frames",)),
-    Benchmark("jaffe", load_jaffe, "all", tuple(JAFFE.classes), ("all",),
-              "JAFFE, 7 classes, all 213 images"),
-    Benchmark("kdef", load_kdef, "all", tuple(KDEF.classes), ("all",),
-              "KDEF, 7 classes, frontal images (980) by default", options=("angles",)),
-):
-    register_benchmark(_bench)

@@ -1,14 +1,15 @@
 """Loaders for the video (dynamic) FER benchmarks DFEW, FERV39k, MAFW and AFEW: a sample is a clip.
 
-Place in the flow: ``emocap.eval.benchmarks`` (registry) imports this module, which registers ``dfew``,
-``ferv39k``, ``mafw`` and ``afew``. A clip :class:`~emocap.eval.benchmarks.Sample` carries ``frames`` (the
-frame image paths it will load, sampled uniformly, or the one video file it decodes) and its ``load`` returns
-a :class:`~emocap.eval.benchmarks.ClipFrames` list of RGB images; ``emocap.eval.zeroshot.evaluate`` scores
+Place in the flow: ``emocap.eval.registry`` names ``dfew``, ``ferv39k``, ``mafw`` and ``afew`` with the loaders
+here; ``Benchmark.load`` imports and calls them. A clip :class:`~emocap.eval.samples.BenchmarkSample` carries
+``frames`` (the frame image paths it will load, sampled uniformly, or the one video file it decodes) and its
+``load`` returns a :class:`~emocap.eval.samples.ClipFrames` list of RGB images; ``emocap.eval.zeroshot.evaluate`` scores
 every frame and mean-pools the frame probabilities into one prediction per clip.
 
-Frames are sampled uniformly: ``frames`` per clip (default 8, the ``frames`` option), at the centres of equal
-segments (the usual test-time sampling); a clip with fewer frames uses all of them. Pre-extracted frame folders
-are read directly; video files (.avi, .mp4, ...) are decoded with OpenCV. Labels map through
+Frames are picked and read by core's one frame sampler (:mod:`emocap.readers.frames`, shared with the caption
+builder): ``frames`` per clip (default 8, the ``frames`` option), at the centres of equal segments (the usual
+test-time sampling); a clip with fewer frames uses all of them; frame folders in natural order. Pre-extracted
+frame folders are read directly; video files (.avi, .mp4, ...) are decoded with OpenCV. Labels map through
 ``emocap/data/labels.json`` in native order; problems are reported per clip, a wrong root or missing annotation
 raises FileNotFoundError naming the expected path.
 """
@@ -21,48 +22,25 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
-import cv2  # imported by the importing thread: cv2's bootstrap is unsafe when first run from a worker thread
-from PIL import Image
+from emocap.images import ImageLoadError, load_image
+from emocap.readers import frames as frame_reader
+from emocap.readers.frames import SAMPLING, VIDEO_EXTENSIONS, frame_files, natural_key, uniform_indices
 
-from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
-
-from .benchmarks import (
-    Benchmark, BenchmarkData, ClipFrames, LabelMap, Problem, Sample, class_folders, find_file, option_int,
-    read_lines, register_benchmark, unknown_label,
-)
+from ..label_maps import LabelMap, unknown_label
+from ..samples import BenchmarkData, BenchmarkSample, ClipFrames, Problem
+from .common import class_folders, find_file, option_int, read_lines
 
 __all__ = [
-    "VIDEO_EXTENSIONS", "DEFAULT_FRAMES", "uniform_indices", "frame_files", "load_frame_files",
-    "read_video_frames", "folder_clip", "video_clip", "load_dfew", "load_ferv39k", "load_mafw", "load_afew",
+    "DEFAULT_FRAMES", "load_frame_files", "read_video_frames", "folder_clip", "video_clip",
+    "load_dfew", "load_ferv39k", "load_mafw", "load_afew", "FOLDS5", "DFEW", "FERV39K", "MAFW", "AFEW",
 ]
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".m4v")
 DEFAULT_FRAMES = 8
 DFEW = LabelMap.bundled("dfew")
 FERV39K = LabelMap.bundled("ferv39k")
 MAFW = LabelMap.bundled("mafw")
 AFEW = LabelMap.bundled("afew")
 FOLDS5 = tuple(f"fold{i}" for i in range(1, 6))
-SAMPLING = "uniform: centres of equal segments; all frames when a clip has fewer"
-
-
-def uniform_indices(n: int, k: int) -> List[int]:
-    """``k`` frame indices spread uniformly over ``n`` frames (segment centres); all ``n`` when ``n <= k``."""
-    if n <= 0:
-        return []
-    if n <= k:
-        return list(range(n))
-    return [int((i + 0.5) * n / k) for i in range(k)]
-
-
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
-
-
-def frame_files(folder: Path) -> List[Path]:
-    """The image files of a frame folder in natural order (``2.jpg`` before ``10.jpg``)."""
-    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                  key=_natural_key)
 
 
 def load_frame_files(paths: Sequence[Path], source: str) -> ClipFrames:
@@ -78,47 +56,13 @@ def load_frame_files(paths: Sequence[Path], source: str) -> ClipFrames:
     return out
 
 
-def _decode(cap, wanted: Optional[set]) -> List[Image.Image]:
-    frames = []
-    i = 0
-    last = max(wanted) if wanted else None
-    while last is None or i <= last:
-        if not cap.grab():
-            break
-        if wanted is None or i in wanted:
-            ok, bgr = cap.retrieve()
-            if ok and bgr is not None:
-                frames.append(Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
-        i += 1
-    return frames
-
-
 def read_video_frames(path: Path, k: int = DEFAULT_FRAMES, source: Optional[str] = None) -> ClipFrames:
-    """``k`` uniformly sampled RGB frames of a video file, decoded with OpenCV; raises ImageLoadError naming it."""
-    source = source or str(path)
-    if not Path(path).is_file():
-        raise ImageLoadError(source, "video file not found")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            raise ImageLoadError(source, "cannot open the video (not a video file or unsupported codec)")
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        frames = _decode(cap, set(uniform_indices(n, k))) if n > 0 else []
-    finally:
-        cap.release()
-    if not frames:  # frame count missing or wrong: decode everything, then sample
-        cap = cv2.VideoCapture(str(path))
-        try:
-            everything = _decode(cap, None)
-        finally:
-            cap.release()
-        frames = [everything[i] for i in uniform_indices(len(everything), k)]
-    if not frames:
-        raise ImageLoadError(source, "no decodable frame in the video")
-    return ClipFrames(frames)
+    """``k`` uniformly sampled RGB frames of a video file (:func:`emocap.readers.frames.read_video_frames`)."""
+    return ClipFrames(frame_reader.read_video_frames(path, k, source))
 
 
-def folder_clip(folder: Path, label: int, k: int, problems: List[Problem], where: str = "") -> Optional[Sample]:
+def folder_clip(folder: Path, label: int, k: int, problems: List[Problem],
+                where: str = "") -> Optional[BenchmarkSample]:
     """A clip sample of ``k`` uniformly sampled frames of a frame folder, or None (reported) when it has none."""
     if not folder.is_dir():
         problems.append((str(folder), f"frame folder{' listed in ' + where if where else ''} not found"))
@@ -128,16 +72,17 @@ def folder_clip(folder: Path, label: int, k: int, problems: List[Problem], where
         problems.append((str(folder), "frame folder holds no image files"))
         return None
     picked = [files[i] for i in uniform_indices(len(files), k)]
-    return Sample(str(folder), functools.partial(load_frame_files, picked, str(folder)), label,
+    return BenchmarkSample(str(folder), functools.partial(load_frame_files, picked, str(folder)), label,
                   frames=tuple(str(p) for p in picked))
 
 
-def video_clip(path: Path, label: int, k: int) -> Sample:
+def video_clip(path: Path, label: int, k: int) -> BenchmarkSample:
     """A clip sample that decodes ``k`` uniformly sampled frames of the video file ``path`` when loaded."""
-    return Sample(str(path), functools.partial(read_video_frames, path, k, str(path)), label, frames=(str(path),))
+    return BenchmarkSample(str(path), functools.partial(read_video_frames, path, k, str(path)), label,
+                           frames=(str(path),))
 
 
-def _info(protocol: str, k: int, samples: List[Sample], **extra) -> dict:
+def _info(protocol: str, k: int, samples: List[BenchmarkSample], **extra) -> dict:
     return {"protocol": protocol, "frames_per_clip": k, "frame_sampling": SAMPLING, "n_clips": len(samples),
             "pooling": "mean of frame probabilities", **extra}
 
@@ -155,7 +100,7 @@ def load_dfew(root: Path, split: Optional[str], frames=DEFAULT_FRAMES) -> Benchm
     clip_root = find_file("dfew", [root / "Clip" / "clip_224x224", root / "clip_224x224",
                                    root / "Clip" / "clip_224x224_16f", root / "Clip" / "clip_224x16f"],
                           "frame folder", folder=True)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     with open(ann, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.reader(f))
@@ -196,7 +141,7 @@ def load_ferv39k(root: Path, split: Optional[str], frames=DEFAULT_FRAMES) -> Ben
                     "annotation")
     clip_root = find_file("ferv39k", [root / "2_ClipsforFaceCrop", root / "Image" / "CropFace" / "2_ClipsforFaceCrop"],
                           "frame folder", folder=True)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     header = None
     for lineno, line in read_lines(ann):
@@ -243,7 +188,7 @@ def load_mafw(root: Path, split: Optional[str], frames=DEFAULT_FRAMES) -> Benchm
     ann = find_file("mafw", [root / rel, root / "train_test_set" / rel, root / rel.relative_to("Train & Test Set")],
                     "annotation")
     frames_root, clips_root = _mafw_media(root)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     for lineno, line in read_lines(ann):
         where = f"{ann}:{lineno}"
@@ -281,9 +226,9 @@ def load_afew(root: Path, split: Optional[str], frames=DEFAULT_FRAMES) -> Benchm
     candidates = [root / f"{title}_AFEW", root / title, root / "AFEW" / f"{title}_AFEW"]
     base = find_file("afew", candidates, "split folder", folder=True)
     folders, problems = class_folders("afew", base, AFEW)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     for folder, idx in folders:
-        for entry in sorted(folder.iterdir(), key=_natural_key):
+        for entry in sorted(folder.iterdir(), key=natural_key):
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
@@ -297,17 +242,3 @@ def load_afew(root: Path, split: Optional[str], frames=DEFAULT_FRAMES) -> Benchm
     info = _info(f"{base.name} as the {split} split", k, samples, source=str(base))
     return BenchmarkData(samples, list(AFEW.classes), problems, info)
 
-
-# -------------------------------------------------------------------------------------------------- registry
-
-for _bench in (
-    Benchmark("dfew", load_dfew, "fold1", tuple(DFEW.classes), FOLDS5,
-              "DFEW, 7 classes, single-labelled clips, 5 folds (test of fold1 by default)", options=("frames",)),
-    Benchmark("ferv39k", load_ferv39k, "test", tuple(FERV39K.classes), ("test", "train"),
-              "FERV39k, 7 classes, All_scenes test set (7,847 clips)", options=("frames",)),
-    Benchmark("mafw", load_mafw, "fold1", tuple(MAFW.classes), FOLDS5,
-              "MAFW single-expression set, 11 classes, 5 folds (test of fold1 by default)", options=("frames",)),
-    Benchmark("afew", load_afew, "val", tuple(AFEW.classes), ("val", "train"),
-              "AFEW (EmotiW), 7 classes, Val (383 clips) used as test", options=("frames",)),
-):
-    register_benchmark(_bench)

@@ -1,36 +1,37 @@
 """Generic benchmark loaders: a ``path,label`` CSV, a folder of webdataset ``.tar`` shards, and HF datasets.
 
-Place in the flow: ``emocap.eval.benchmarks`` (registry) imports this module, which registers ``csv``,
-``webdataset`` and ``hf``; ``Benchmark.load`` calls a loader here and ``emocap.eval.zeroshot.evaluate`` scores the
-result. They read data that is not one of the named benchmarks, e.g. emocap's own caption shards
-(``captioning/`` writes ``<key>.png`` + ``<key>.json`` with ``json["label"]``) or an HF ImageFolder.
+Place in the flow: ``emocap.eval.registry`` names ``csv``, ``webdataset`` and ``hf`` with the loaders here;
+``Benchmark.load`` imports and calls them and ``emocap.eval.zeroshot.evaluate`` scores the result. They read data
+that is not one of the named benchmarks, e.g. emocap's own caption shards (``captioning/`` writes ``<key>.png`` +
+``<key>.json`` with ``json["label"]``) or an HF ImageFolder. The formats are read by core's readers
+(:mod:`emocap.readers.labelfile`, :mod:`emocap.readers.webdataset`, :mod:`emocap.readers.hf`); this module fixes
+the class list and maps labels to class indices.
 
 Class order is fixed, never the sorted folder order: the ``labels`` option (names in index order, comma
 separated, or a bundled label set such as ``basic7``) when given; else the labels found, canonical emotions in
 the taxonomy's order (neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, ...), then integer
 ids in numeric order, then other names in order of appearance. Label names map to canonical emotions through
-:mod:`emocap.taxonomy` (``happy`` -> ``happiness``). Rows with missing images or unknown labels are reported.
+:mod:`emocap.taxonomy` (``happy`` -> ``happiness``). Rows with missing images or unknown labels are reported;
+CSV rows whose path would lead outside the root (absolute, ``..``) are refused as problems and never read.
 """
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import json
 import tarfile
-import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
-
-from PIL import Image
+from typing import List, Optional, Sequence, Union
 
 from emocap import taxonomy
 from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from emocap.readers import hf as hf_reader
+from emocap.readers.labelfile import listed_image, read_table
+from emocap.readers.webdataset import index_shard, read_member, shard_files
 
-from .benchmarks import (
-    Benchmark, BenchmarkData, Problem, Sample, _labels_json, find_file, image_sample, register_benchmark,
-)
+from ..label_maps import labels_json
+from ..samples import BenchmarkData, BenchmarkSample, Problem
+from .common import decode_bytes, find_file, image_sample
 
 __all__ = ["ClassResolver", "load_csv", "load_webdataset", "load_hf"]
 
@@ -49,13 +50,13 @@ class ClassResolver:
         self.explicit = labels is not None and labels != ""
         if self.explicit:
             if isinstance(labels, str):
-                known = _labels_json()["label_sets"]
+                known = labels_json()["label_sets"]
                 names = list(known[labels]) if labels in known else [x for x in labels.split(",") if x.strip()]
             else:
                 names = list(labels)
             self.classes = taxonomy.label_set([_name(x) for x in names])
         else:
-            order = list(_labels_json()["emotions"])
+            order = list(labels_json()["emotions"])
             found = list(dict.fromkeys(_name(v) for v in values if v is not None and str(v).strip() != ""))
             canon = sorted((n for n in found if n in order), key=order.index)
             ids = sorted((n for n in found if n not in order and n.lstrip("-").isdigit()), key=int)
@@ -92,15 +93,12 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
         given = Path(split).expanduser()
         candidates = [root / f"{split}.csv", root / given, given] if not given.is_absolute() else [given]
         csv_path, base = find_file("csv", candidates, "csv file"), root
-    with open(csv_path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        missing = [c for c in (path_column, label_column, *groups) if c not in header]
-        if missing:
-            raise ValueError(f"csv: {csv_path} lacks the column(s) {', '.join(missing)} (header: {', '.join(header)})")
-        rows = [(reader.line_num, row) for row in reader]
+    header, rows = read_table(csv_path)
+    missing = [c for c in (path_column, label_column, *groups) if c not in header]
+    if missing:
+        raise ValueError(f"csv: {csv_path} lacks the column(s) {', '.join(missing)} (header: {', '.join(header)})")
     resolver = ClassResolver([row.get(label_column) for _, row in rows], labels)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     for lineno, row in rows:
         where = f"{csv_path}:{lineno}"
@@ -112,12 +110,16 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
         if idx is None:
             problems.append((where, resolver.reason(value)))
             continue
-        path = Path(rel) if Path(rel).is_absolute() else base / rel
+        try:
+            path = listed_image(base, rel, where)
+        except ValueError as e:
+            problems.append((where, str(e)))
+            continue
         if not path.is_file():
-            problems.append((str(path), f"image listed in {where} not found"))
+            problems.append((str(base / rel), f"image listed in {where} not found"))
             continue
         extra = {"groups": {g: (row.get(g) or "").strip() or None for g in groups}} if groups else {}
-        samples.append(image_sample(path, idx, **extra))
+        samples.append(image_sample(base / rel, idx, **extra))
     info = {"protocol": "all rows", "annotation": str(csv_path), "n_kept": len(samples),
             "class_order": "labels option" if resolver.explicit else "taxonomy order"}
     return BenchmarkData(samples, resolver.classes, problems, info)
@@ -125,18 +127,10 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
 
 # ------------------------------------------------------------------------------------------------ webdataset
 
-_TAR_READ_LOCK = threading.Lock()  # tar members share one file handle: reads must not interleave across threads
-
-
-def _tar_image(tar: tarfile.TarFile, member: tarfile.TarInfo, source: str) -> Image.Image:
-    try:
-        with _TAR_READ_LOCK:
-            data = tar.extractfile(member).read()
-        im = Image.open(io.BytesIO(data))
-        im.load()
-    except Exception as e:
-        raise ImageLoadError(source, f"corrupt or unreadable image ({e})") from None
-    return load_image(im, source=source)
+def _caption_record(data: bytes) -> dict:
+    """A sample's ``json`` member (an emocap caption record or any label json); ValueError when unreadable."""
+    record = json.loads(data.decode("utf-8"))
+    return record if isinstance(record, dict) else {}
 
 
 def _soft(record: dict, resolver: ClassResolver):
@@ -152,6 +146,37 @@ def _soft(record: dict, resolver: ClassResolver):
     return tuple(v / total for v in vec) if total > 0 else None
 
 
+def _shard_entries(shard: Path, problems: List[Problem]) -> list:
+    """(shard, image member, raw label, record) per labelled sample of one shard; the rest as problems."""
+    try:
+        groups = index_shard(shard)
+    except (tarfile.TarError, OSError) as e:
+        problems.append((str(shard), f"not a readable tar shard ({e})"))
+        return []
+    entries = []
+    for key, members in groups.items():
+        where = f"{shard}/{key}"
+        image = next((members[e] for e in _IMAGE_EXTS if e in members), None)
+        if image is None:
+            problems.append((where, f"no image member (found {', '.join(sorted(members))})"))
+            continue
+        record, raw = {}, None
+        try:
+            if "json" in members:
+                record = _caption_record(read_member(shard, members["json"]))
+                raw = record.get("label")
+            elif "cls" in members:
+                raw = int(read_member(shard, members["cls"]).decode("utf-8").strip())
+        except (ValueError, UnicodeDecodeError) as e:
+            problems.append((where, f"unreadable label member ({e})"))
+            continue
+        if raw is None or str(raw).strip() == "":
+            problems.append((where, "no label: expected json['label'] or a .cls member"))
+            continue
+        entries.append((shard, image, raw, record))
+    return entries
+
+
 def load_webdataset(root: Path, split: Optional[str], labels=None) -> BenchmarkData:
     """A folder (``<root>`` or ``<root>/<split>``) of webdataset ``.tar`` shards, or one shard: each sample is an
     image member (``<key>.png``/``.jpg``/...) with its label in ``<key>.json`` (``json["label"]``, and the vote
@@ -162,81 +187,44 @@ def load_webdataset(root: Path, split: Optional[str], labels=None) -> BenchmarkD
         base = root / split if split else root
         if not base.is_dir():
             raise FileNotFoundError(f"webdataset: split folder not found: expected {base}/*.tar")
-        shards = sorted(base.glob("*.tar"))
+        shards = shard_files(base)
         if not shards:
             raise FileNotFoundError(f"webdataset: no .tar shards: expected {base}/*.tar")
-    entries = []  # (shard, tar, key, image member, raw label, record)
     problems: List[Problem] = []
-    tars: List[tarfile.TarFile] = []
-    for shard in shards:
-        try:
-            tar = tarfile.open(shard, "r:")
-        except (tarfile.TarError, OSError) as e:
-            problems.append((str(shard), f"not a readable tar shard ({e})"))
-            continue
-        tars.append(tar)
-        groups: Dict[str, Dict[str, tarfile.TarInfo]] = {}
-        for m in tar.getmembers():
-            if not m.isfile():
-                continue
-            folder, _, base_name = m.name.rpartition("/")
-            stem, dot, ext = base_name.partition(".")
-            if not dot or stem.startswith("."):
-                continue
-            groups.setdefault(f"{folder}/{stem}" if folder else stem, {})[ext.lower()] = m
-        for key, members in groups.items():
-            where = f"{shard}/{key}"
-            image = next((members[e] for e in _IMAGE_EXTS if e in members), None)
-            if image is None:
-                problems.append((where, f"no image member (found {', '.join(sorted(members))})"))
-                continue
-            record, raw = {}, None
-            try:
-                if "json" in members:
-                    record = json.loads(tar.extractfile(members["json"]).read().decode("utf-8"))
-                    raw = record.get("label") if isinstance(record, dict) else None
-                elif "cls" in members:
-                    raw = int(tar.extractfile(members["cls"]).read().decode("utf-8").strip())
-            except (ValueError, UnicodeDecodeError) as e:
-                problems.append((where, f"unreadable label member ({e})"))
-                continue
-            if raw is None or str(raw).strip() == "":
-                problems.append((where, "no label: expected json['label'] or a .cls member"))
-                continue
-            entries.append((shard, tar, key, image, raw, record if isinstance(record, dict) else {}))
-    resolver = ClassResolver([e[4] for e in entries], labels)
-    samples: List[Sample] = []
-    for shard, tar, key, image, raw, record in entries:
+    entries = [e for shard in shards for e in _shard_entries(shard, problems)]
+    resolver = ClassResolver([e[2] for e in entries], labels)
+    samples: List[BenchmarkSample] = []
+    for shard, image, raw, record in entries:
         idx = resolver.index(raw)
         source = f"{shard}/{image.name}"
         if idx is None:
             problems.append((source, resolver.reason(raw)))
             continue
-        samples.append(Sample(source, functools.partial(_tar_image, tar, image, source), idx,
-                              soft_label=_soft(record, resolver)))
+        read = functools.partial(read_member, shard, image)
+        samples.append(BenchmarkSample(source, functools.partial(decode_bytes, read, source), idx,
+                                       soft_label=_soft(record, resolver)))
     info = {"protocol": "all samples", "shards": [str(s) for s in shards], "n_kept": len(samples),
             "class_order": "labels option" if resolver.explicit else "taxonomy order"}
-    return BenchmarkData(samples, resolver.classes, problems, info, [t.close for t in tars])
+    return BenchmarkData(samples, resolver.classes, problems, info)
 
 
 # ------------------------------------------------------------------------------------------------ HF datasets
 
-def _hf_image(ds, i: int, column: str, source: str) -> Image.Image:
-    try:
+def _hf_item_loader(ds, column: str):
+    """``load(i, source)`` for row ``i``'s image: original bytes for an Image column, else the value as given."""
+    datasets = hf_reader.import_datasets()
+    if isinstance(ds.features[column], datasets.Image):
+        undecoded = hf_reader.undecoded_images(ds, column)
+        return lambda i, source: decode_bytes(functools.partial(hf_reader.hf_image_bytes, undecoded, i, column),
+                                              source)
+
+    def load_value(i: int, source: str):
         value = ds[i][column]
-    except Exception as e:
-        raise ImageLoadError(source, f"cannot decode the image ({e})") from None
-    if isinstance(value, dict):  # undecoded Image feature: {"bytes": ..., "path": ...}
-        if value.get("bytes"):
-            try:
-                value = Image.open(io.BytesIO(value["bytes"]))
-            except Exception as e:
-                raise ImageLoadError(source, f"corrupt or unreadable image ({e})") from None
-        else:
-            value = value.get("path")
-    if value is None:
-        raise ImageLoadError(source, "no image in this row")
-    return load_image(value, source=source)
+        if value is None:
+            raise ImageLoadError(source, "no image in this row")
+        return load_image(value, source=source)
+
+    return load_value
 
 
 def load_hf(root: Union[Path, str], split: Optional[str], image_column="image", label_column="label", labels=None,
@@ -244,32 +232,18 @@ def load_hf(root: Union[Path, str], split: Optional[str], image_column="image", 
     """An HF dataset: ``datasets.load_dataset`` on a local folder (an ImageFolder, parquet files, ...; ``builder``
     e.g. ``imagefolder`` forces the builder with ``data_dir=root``) or a hub id (cached or online). The image and
     label columns are options; a ClassLabel column gives the label names, which map through the taxonomy."""
-    try:
-        import datasets
-    except ImportError:
-        raise ImportError("the hf benchmark needs the datasets package: pip install 'emocap[eval]'") from None
     split = split or "test"
-    try:
-        if builder:
-            loaded = datasets.load_dataset(str(builder), data_dir=str(root), cache_dir=cache_dir)
-        else:
-            loaded = datasets.load_dataset(str(root), cache_dir=cache_dir)
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as e:
-        where = "local folder" if isinstance(root, Path) else "dataset id (not a local path; hub or cache)"
-        raise FileNotFoundError(f"hf: cannot load {where} {str(root)!r}: {e}") from None
-    if split not in loaded:
-        raise ValueError(f"hf: dataset {str(root)!r} has splits {', '.join(loaded)}; got {split!r}")
-    ds = loaded[split]
+    ds = hf_reader.load_hf_split(root, split, builder=builder, cache_dir=cache_dir, auto_imagefolder=False)
     missing = [c for c in (image_column, label_column) if c not in ds.column_names]
     if missing:
         raise ValueError(f"hf: dataset {str(root)!r} has no column(s) {', '.join(missing)} "
                          f"(columns: {', '.join(ds.column_names)}); set image_column / label_column")
-    feature = ds.features[label_column]
-    names = getattr(feature, "names", None)
+    names = hf_reader.label_names(ds, label_column)
     values = list(ds[label_column])
     raw = [names[v] if names is not None and isinstance(v, int) and 0 <= v < len(names) else v for v in values]
     resolver = ClassResolver(raw, labels)
-    samples: List[Sample] = []
+    load = _hf_item_loader(ds, image_column)
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     for i, value in enumerate(raw):
         source = f"{root}[{split}][{i}]"
@@ -277,22 +251,8 @@ def load_hf(root: Union[Path, str], split: Optional[str], image_column="image", 
         if idx is None:
             problems.append((source, resolver.reason(value)))
             continue
-        samples.append(Sample(source, functools.partial(_hf_image, ds, i, image_column, source), idx))
+        samples.append(BenchmarkSample(source, functools.partial(load, i, source), idx))
     info = {"protocol": f"{split} split", "dataset": str(root), "builder": builder, "n_kept": len(samples),
             "label_names": list(names) if names is not None else None,
             "class_order": "labels option" if resolver.explicit else "taxonomy order"}
     return BenchmarkData(samples, resolver.classes, problems, info)
-
-
-# -------------------------------------------------------------------------------------------------- registry
-
-for _bench in (
-    Benchmark("csv", load_csv, "test", None, None, "a CSV of path,label rows (paths relative to the root)",
-              options=("labels", "path_column", "label_column", "group_columns")),
-    Benchmark("webdataset", load_webdataset, None, None, None,
-              "a folder of webdataset .tar shards (image + json['label'] or .cls), e.g. emocap caption shards",
-              options=("labels",)),
-    Benchmark("hf", load_hf, "test", None, None, "an HF datasets dataset (local folder or hub id)",
-              options=("image_column", "label_column", "labels", "builder", "cache_dir"), root_is_path=False),
-):
-    register_benchmark(_bench)

@@ -1,9 +1,8 @@
 """Loaders for the in-the-wild still-image FER benchmarks, each reading the dataset's official distribution layout.
 
-Place in the flow: ``emocap.eval.benchmarks`` (registry) imports this module, which registers ``rafdb``,
-``rafdb-compound``, ``affectnet7``, ``affectnet8``, ``fer2013``, ``sfew``, ``caer-s`` and ``expw``;
-``Benchmark.load`` calls a loader here and hands the :class:`~emocap.eval.benchmarks.BenchmarkData` to
-``emocap.eval.zeroshot.evaluate``.
+Place in the flow: ``emocap.eval.registry`` names ``rafdb``, ``rafdb-compound``, ``affectnet7``, ``affectnet8``,
+``fer2013``, ``sfew``, ``caer-s`` and ``expw`` with the loaders here; ``Benchmark.load`` imports and calls them and
+hands the :class:`~emocap.eval.samples.BenchmarkData` to ``emocap.eval.zeroshot.evaluate``.
 
 Every loader maps native label ids / folder names to class indices through a :class:`LabelMap` built from
 ``emocap/data/labels.json`` (native order, never sorted folder order), reports row-level problems (malformed
@@ -23,10 +22,9 @@ from PIL import Image
 
 from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 
-from .benchmarks import (
-    Benchmark, BenchmarkData, LabelMap, Problem, Sample, class_folders, find_file, image_files, image_sample,
-    option_bool, read_lines, register_benchmark, unknown_label,
-)
+from ..label_maps import LabelMap, unknown_label
+from ..samples import BenchmarkData, BenchmarkSample, Problem
+from .common import class_folders, find_file, image_files, image_sample, option_bool, read_lines
 
 __all__ = [
     "load_rafdb", "load_rafdb_compound", "load_affectnet7", "load_affectnet8", "load_fer2013", "load_sfew",
@@ -38,7 +36,6 @@ RAFDB_COMPOUND = LabelMap.bundled("rafdb-compound")
 AFFECTNET8 = LabelMap.bundled("affectnet")
 AFFECTNET7 = LabelMap.bundled("affectnet", first=7)
 AFFECTNET_NON_EMOTION = {8: "None", 9: "Uncertain", 10: "No-Face"}
-AFFECTNET_SPLITS = ("validation", "test", "train")  # test: the validation set, which is the test set
 FER2013 = LabelMap.bundled("fer2013")
 FER2013_FOLDERS = LabelMap.bundled("fer2013-folders")
 FER2013_USAGE = {"train": "Training", "valid": "PublicTest", "test": "PrivateTest"}
@@ -84,7 +81,7 @@ def _rafdb(root: Path, split: Optional[str], aligned, bench: str, labels: LabelM
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{bench}: image folder not found: expected {image_dir}")
     split = split or "test"
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     other_split = 0
     for lineno, line in read_lines(label_file):
@@ -136,7 +133,7 @@ _AFFECTNET_COLUMNS = ["subDirectory_filePath", "face_x", "face_y", "face_width",
 
 
 def _affectnet_csv(csv_path: Path, image_dir: Path, labels: LabelMap, crop: bool, bench: str):
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     excluded: Dict[str, int] = {}
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -177,7 +174,7 @@ def _affectnet_csv(csv_path: Path, image_dir: Path, labels: LabelMap, crop: bool
                 problems.append((where, "face box (face_x, face_y, face_width, face_height) missing or not numbers"))
                 continue
             load = functools.partial(load_face_crop, path, (x, y, x + w, y + h), str(path))
-            samples.append(Sample(str(path), load, idx))
+            samples.append(BenchmarkSample(str(path), load, idx))
         else:
             samples.append(image_sample(path, idx))
     return samples, problems, excluded
@@ -201,7 +198,7 @@ def _affectnet_index(expression: int, value: str, labels: "LabelMap", excluded: 
 
 
 def _affectnet_npy(set_dir: Path, labels: LabelMap):
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     excluded: Dict[str, int] = {}
     images = {p.stem: p for p in (set_dir / "images").glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS}
@@ -284,9 +281,9 @@ def _gray_image(pixels: np.ndarray) -> Image.Image:
     return Image.fromarray(pixels, mode="L").convert("RGB")
 
 
-def _fer2013_csv(csv_path: Path, split: str) -> Tuple[List[Sample], List[Problem], Dict[str, object]]:
+def _fer2013_csv(csv_path: Path, split: str) -> Tuple[List[BenchmarkSample], List[Problem], Dict[str, object]]:
     usage = FER2013_USAGE[split]
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     other = 0
     with open(csv_path, newline="", encoding="utf-8-sig") as f:
@@ -317,7 +314,7 @@ def _fer2013_csv(csv_path: Path, split: str) -> Tuple[List[Sample], List[Problem
                 problems.append((where, f"expected 2304 pixel values in 0-255 (48x48), found {pixels.size}"))
                 continue
             image = pixels.astype(np.uint8).reshape(48, 48)
-            samples.append(Sample(where, functools.partial(_gray_image, image), idx))
+            samples.append(BenchmarkSample(where, functools.partial(_gray_image, image), idx))
     info = {"layout": "kaggle csv", "annotation": str(csv_path), "usage": usage, "n_other_usage": other}
     return samples, problems, info
 
@@ -414,7 +411,7 @@ def load_expw(root: Path, split: Optional[str]) -> BenchmarkData:
     label_file = find_file("expw", [root / "label" / "label.lst", root / "label.lst"], "label file")
     image_dir = find_file("expw", [root / "image" / "origin", root / "origin"], "image folder", folder=True)
     split_file, keys = (None, None) if split in (None, "all") else _expw_split(root, split)
-    samples: List[Sample] = []
+    samples: List[BenchmarkSample] = []
     problems: List[Problem] = []
     not_in_split = 0
     seen_missing = set()
@@ -448,32 +445,10 @@ def load_expw(root: Path, split: Optional[str]) -> BenchmarkData:
                 seen_missing.add(name)
             continue
         source = f"{path}#face{face}"
-        samples.append(Sample(source, functools.partial(load_face_crop, path, (left, top, right, bottom), source),
-                              idx))
+        crop = functools.partial(load_face_crop, path, (left, top, right, bottom), source)
+        samples.append(BenchmarkSample(source, crop, idx))
     info = {"protocol": "all faces (no official split)" if split_file is None else f"faces listed in {split_file}",
             "annotation": str(label_file), "images": str(image_dir), "n_kept": len(samples),
             "n_not_in_split": not_in_split}
     return BenchmarkData(samples, _classes(EXPW), problems, info)
 
-
-# -------------------------------------------------------------------------------------------------- registry
-
-for _bench in (
-    Benchmark("rafdb", load_rafdb, "test", tuple(RAFDB.classes), ("test", "train"),
-              "RAF-DB basic, 7 classes, official test split (3,068)", options=("aligned",)),
-    Benchmark("rafdb-compound", load_rafdb_compound, "test", tuple(RAFDB_COMPOUND.classes), ("test", "train"),
-              "RAF-DB compound, 11 compound classes, official test split (792)", options=("aligned",)),
-    Benchmark("affectnet7", load_affectnet7, "validation", tuple(AFFECTNET7.classes), AFFECTNET_SPLITS,
-              "AffectNet, 7 classes, validation set as test (3,500)", options=("crop",)),
-    Benchmark("affectnet8", load_affectnet8, "validation", tuple(AFFECTNET8.classes), AFFECTNET_SPLITS,
-              "AffectNet, 8 classes, validation set as test (4,000)", options=("crop",)),
-    Benchmark("fer2013", load_fer2013, "test", tuple(FER2013.classes), ("test", "valid", "train"),
-              "FER2013, 7 classes, PrivateTest (3,589) from fer2013.csv, or test/<class>/ folders"),
-    Benchmark("sfew", load_sfew, "val", tuple(SFEW.classes), ("val", "train"),
-              "SFEW 2.0, 7 classes, Val (436) used as test"),
-    Benchmark("caer-s", load_caer_s, "test", tuple(CAER_S.classes), ("test", "train"),
-              "CAER-S, 7 classes, test/<class>/ folders"),
-    Benchmark("expw", load_expw, "all", tuple(EXPW.classes), None,
-              "ExpW, 7 classes, face crops; no official split (all, or --split FILE of image names)"),
-):
-    register_benchmark(_bench)
