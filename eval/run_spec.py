@@ -118,7 +118,8 @@ class RunSpec:
         """The image-feature cache key of ``data`` (this spec's split, already limited) for a model."""
         info = {k: v for k, v in (data.info or {}).items() if k != RENAMED_FROM}  # names do not change features
         root = self.root
-        root_text = str(Path(root).expanduser().resolve()) if root is not None and Path(str(root)).exists() else str(root)
+        exists = root is not None and Path(str(root)).exists()
+        root_text = str(Path(root).expanduser().resolve()) if exists else str(root)
         payload = {"format": CACHE_FORMAT, "model": fingerprint, "benchmark": self.benchmark, "split": self.split,
                    "root": root_text, "info": info, "limit": self.limit, "view": self.view or "none",
                    "slices": self.slices or "none", "samples": sample_list_digest(data)}

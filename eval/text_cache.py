@@ -1,8 +1,9 @@
 """Class text features on disk, so that re-scoring cached image features needs no model at all.
 
 Where it sits: after a zero-shot run, ``emocap eval`` (:mod:`emocap.eval.cli`) saves the class text features and
-logit scale the classifier scored with, keyed by the request (:meth:`emocap.eval.run_spec.RunSpec.text_key`: the model folder's fingerprint, the
-class names, ``--prompts`` and ``--no-descriptions``), next to the image features of :class:`emocap.eval.features.FeatureCache`.
+logit scale the classifier scored with, keyed by the request (:meth:`emocap.eval.run_spec.RunSpec.text_key`: the
+model folder's fingerprint, the class names, ``--prompts`` and ``--no-descriptions``), next to the image features
+of :class:`emocap.eval.feature_cache.FeatureCache`.
 When a later run asks for the same thing and both entries exist, :func:`cached_scorer` returns a
 :class:`CachedScorer` that stands in for the classifier: :func:`emocap.eval.zeroshot.evaluate` reads the image
 features from the cache and scores them in numpy, so the command neither imports torch and open_clip nor loads

@@ -1,9 +1,10 @@
 """Zero-shot evaluation: score a benchmark's images against text prompts and write one result JSON per run.
 
 Flow: ``emocap eval`` (``emocap.eval.cli``) -> :func:`evaluate`: benchmark loader -> image features
-(:func:`emocap.eval.features.encode_benchmark`, cached per model/benchmark/split/view) -> class probabilities
-from the classifier's text features (:func:`zero_shot_probs`) -> metrics and record
-(:func:`emocap.eval.records.scored_record`) -> :func:`write_result` -> table builder.
+(:func:`emocap.eval.features.encode_split`, cached under the key of the run's
+:class:`~emocap.eval.run_spec.RunSpec`) -> class probabilities from the classifier's text features
+(:func:`zero_shot_probs`) -> metrics and record (:func:`emocap.eval.records.scored_record`) -> :func:`write_result`
+-> table builder.
 
 The classifier is anything with ``labels``, ``model_id``, ``prompt_set`` (``.name``, ``.hash``) and
 ``predict_proba(images, batch_size) -> [N, C]``, e.g. :class:`emocap.ZeroShotClassifier`; when it also has
@@ -30,7 +31,8 @@ from .features import encode_split
 from .records import existing_result, result_filename, scored_record, write_result
 from .run_spec import ZEROSHOT as PROTOCOL, RunSpec
 
-__all__ = ["evaluate", "evaluate_run", "zero_shot_probs", "run_header", "write_result", "result_filename", "existing_result",
+__all__ = ["evaluate", "evaluate_run", "zero_shot_probs", "run_header", "write_result", "result_filename",
+           "existing_result",
            "align_labels", "PROTOCOL"]
 
 
@@ -80,7 +82,8 @@ def run_header(classifier, bench: Benchmark, split, data: BenchmarkData, protoco
     return spec.header(classifier, data)
 
 
-def evaluate_run(classifier, spec: RunSpec, data: BenchmarkData, cache: Optional[FeatureCache] = None) -> Dict[str, object]:
+def evaluate_run(classifier, spec: RunSpec, data: BenchmarkData,
+                 cache: Optional[FeatureCache] = None) -> Dict[str, object]:
     """Zero-shot record of ``classifier`` on ``data`` (loaded for ``spec``; ``spec.limit`` is applied here)."""
     start = time.perf_counter()
     data = data.limit(spec.limit)
