@@ -2,14 +2,15 @@
 ``build`` (tables, plots, model-index) and ``explain`` subcommands.
 
 Flow: ``emocap/cli.py`` calls :func:`add_parser` on its subparsers and later ``args.func(args)`` = :func:`run`,
-which for each ``--benchmark`` loads the data (``emocap.eval.registry``), builds a
+which for each ``--benchmark`` builds the run's :class:`~emocap.eval.run_spec.RunSpec` once (its identity:
+cache keys, result header and file name all come from it), loads the data (``emocap.eval.registry``), builds a
 :class:`emocap.ZeroShotClassifier` on the benchmark's class names, runs the protocol (zero-shot:
 ``emocap.eval.zeroshot``; linear probe / few-shot: ``emocap.eval.probe``) on image features cached per
 model/benchmark/split/view (``emocap.eval.features``) and writes the result with ``write_result``. A zero-shot
 request already answered for a local model is re-scored from the cached image and text features without loading
 the model (``emocap.eval.text_cache``). ``--vocabulary`` runs the open-vocabulary protocol
 (``emocap.eval.vocabulary``) on the same cached image features.
-``emocap eval build`` is :mod:`emocap.eval.build`; ``emocap eval explain`` is :mod:`emocap.eval.explain`.
+``emocap eval build`` is :mod:`emocap.eval.tables`; ``emocap eval explain`` is :mod:`emocap.eval.explain`.
 
 Example::
 
@@ -31,14 +32,15 @@ from emocap.images import ImageLoadError
 
 from .registry import benchmark_names, get_benchmark
 from .samples import BenchmarkData
-from .features import FeatureCache, model_fingerprint
+from .feature_cache import FeatureCache
 from emocap.metrics import format_summary
-from .probe import evaluate_probe, protocol_name
-from .text_cache import CachedScorer, cached_scorer, request_fingerprint, save_text_features, text_request_key
+from .probe import probe_run
+from .run_spec import ZEROSHOT as PROTOCOL, RunSpec, rename_classes
+from .text_cache import CachedScorer, cached_scorer, save_for_run
 from .views import view_names
 from .vocabulary import (bundled_vocabularies, evaluate_vocabulary, format_vocabulary, load_vocabulary,
                          vocabulary_header)
-from .zeroshot import PROTOCOL, evaluate, existing_result, run_header, write_result
+from .zeroshot import evaluate_run, existing_result, write_result
 
 __all__ = ["add_parser", "run", "build_classifier"]
 
@@ -129,7 +131,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="eval_command", metavar="{build,explain}")
-    for module in ("build", "explain"):
+    for module in ("tables", "explain"):
         try:
             mod = __import__(f"emocap.eval.{module}", fromlist=["add_parser"])
         except ImportError:  # pragma: no cover - optional plotting dependencies
@@ -142,19 +144,19 @@ class ModelUnavailable(Exception):
     """The model id cannot be resolved or loaded (the message says why); reported without a traceback."""
 
 
-def build_classifier(args: argparse.Namespace, labels: Sequence[str]):
+def build_classifier(spec: RunSpec, labels: Sequence[str]):
     """The classifier for a run, on the benchmark's class names (kept separate so tests can swap it)."""
     from emocap import ZeroShotClassifier
     from emocap.models import ModelLoadError
 
     try:
         clf = ZeroShotClassifier.from_pretrained(
-            model_id=args.model, labels=list(labels), prompts=args.prompts, device=args.device,
-            pretrained=getattr(args, "pretrained", None),
+            model_id=spec.model, labels=list(labels), prompts=spec.prompts, device=spec.device,
+            pretrained=spec.pretrained,
         )
     except ModelLoadError as e:
         raise ModelUnavailable(str(e)) from None
-    if getattr(args, "no_descriptions", False):
+    if spec.no_descriptions:
         clf.prompt_set = clf.prompt_set.without_descriptions()
     return clf
 
@@ -162,29 +164,6 @@ def build_classifier(args: argparse.Namespace, labels: Sequence[str]):
 def _error(message: str) -> int:
     print(f"emocap eval: error: {message}", file=sys.stderr)
     return 2
-
-
-def _rename_classes(data: BenchmarkData, names: Optional[Sequence[str]]) -> Optional[str]:
-    """Apply ``--class-names``; returns an error message or None."""
-    if not names:
-        return None
-    if len(names) != len(data.classes) or len(set(names)) != len(names):
-        return (f"--class-names needs {len(data.classes)} distinct names, one per class in the order "
-                f"{', '.join(data.classes)}; got {len(names)}")
-    data.info = {**data.info, "class_names_renamed_from": list(data.classes)}
-    data.classes = list(names)
-    return None
-
-
-def _save_text_features(cache: FeatureCache, args, labels, classifier, record: dict) -> None:
-    """Keep the class text features of a local model's run, so the same request can later skip the model."""
-    if getattr(args, "pretrained", None) or not hasattr(classifier, "class_text_features"):
-        return
-    fingerprint = request_fingerprint(args.model)
-    if fingerprint is None or fingerprint != model_fingerprint(classifier):
-        return
-    save_text_features(cache, text_request_key(fingerprint, labels, args.prompts, getattr(args, "no_descriptions", False)),
-                       classifier, record)
 
 
 def _report(record: dict, bench_name: str, split, path: Path) -> None:
@@ -234,88 +213,87 @@ def _report_vocabulary(record: dict, bench_name: str, split, path: Path) -> None
     print(f"  result       {path}")
 
 
-def _run_vocabulary(args, bench, split, data: BenchmarkData, root: str, cache: Optional[FeatureCache]) -> int:
+def _run_vocabulary(args, spec: RunSpec, data: BenchmarkData, cache: Optional[FeatureCache]) -> int:
     """``--vocabulary``: one feature pass (or the cache), then text encoding only (emocap.eval.vocabulary)."""
-    view = None if args.view in (None, "none") else args.view
     try:
-        classifier = build_classifier(args, data.classes)
+        classifier = build_classifier(spec, data.classes)
     except ModelUnavailable as e:
         return _error(str(e))
     if args.skip_existing:
-        header = vocabulary_header(classifier, bench, split, data, args.vocabulary, view=view, limit=args.limit,
-                                   root=root)
+        header = vocabulary_header(classifier, spec, data.limit(spec.limit), spec.vocabulary)
         found = existing_result(header, args.out)
         if found is not None:
-            print(f"{bench.name}/{split or '-'} (open vocabulary {header['vocabulary']['name']}): result exists, "
+            print(f"{spec.describe()} (open vocabulary {header['vocabulary']['name']}): result exists, "
                   f"skipped ({found})")
             return 0
-    record = evaluate_vocabulary(classifier, bench, data, args.vocabulary, root=root, split=split,
-                                 batch_size=args.batch_size, progress=not args.no_progress, limit=args.limit,
-                                 view=view, cache=cache)
-    _report_vocabulary(record, bench.name, split, write_result(record, args.out))
+    record = evaluate_vocabulary(classifier, spec, data, spec.vocabulary, cache=cache)
+    _report_vocabulary(record, spec.benchmark, spec.split, write_result(record, args.out))
     return 0
 
 
+def _classifier_for(spec: RunSpec, data: BenchmarkData, cache: Optional[FeatureCache]):
+    """A cached scorer when this exact request was answered before (no model load), else the loaded model."""
+    if spec.protocol == PROTOCOL and cache is not None:
+        scorer = cached_scorer(cache, spec, data)  # image and text features both cached (emocap.eval.text_cache)
+        if scorer is not None:
+            return scorer
+    return build_classifier(spec, data.classes)
+
+
+def _skip_existing(spec: RunSpec, classifier, data: BenchmarkData, out: str) -> bool:
+    found = existing_result(spec.header(classifier, data.limit(spec.limit)), out)
+    if found is not None:
+        print(f"{spec.describe()} ({spec.protocol_name}{', ' + spec.view if spec.view else ''}): result exists, "
+              f"skipped ({found})")
+    return found is not None
+
+
 def _run_one(args, bench_name: str, root: str, cache: Optional[FeatureCache]) -> int:
-    bench = get_benchmark(bench_name)
     try:
-        split = bench.resolve_split(args.split)
-        options = dict(item.split("=", 1) for item in args.option if "=" in item)
-        data: BenchmarkData = bench.load(root, split, **options)
+        spec = RunSpec.from_args(args, bench_name, root)
+        data: BenchmarkData = get_benchmark(bench_name).load(root, spec.split, **spec.options_dict)
     except (FileNotFoundError, NotADirectoryError, LabelFileError, ValueError, KeyError) as e:
         return _error(str(e))
     try:
-        problem = _rename_classes(data, args.class_names)
+        problem = rename_classes(data, spec.class_names)
         if problem:
             return _error(problem)
-        if getattr(args, "vocabulary", None):
-            return _run_vocabulary(args, bench, split, data, root, cache)
-        protocol = PROTOCOL if args.protocol == PROTOCOL else protocol_name(args.protocol, args.shots)
-        view = None if args.view in (None, "none") else args.view
-        slices = None if args.slices in (None, "none") else args.slices
-        classifier = None
-        if args.protocol == PROTOCOL and cache is not None and not getattr(args, "pretrained", None):
-            # image and text features both cached: score without loading the model (emocap.eval.text_cache)
-            image_key = dict(benchmark=bench.name, split=split, root=root, info=data.info, limit=args.limit,
-                             view=view, slices=slices)
-            classifier = cached_scorer(cache, args.model, data.classes, args.prompts,
-                                       getattr(args, "no_descriptions", False), image_key)
-        if classifier is None:
-            try:
-                classifier = build_classifier(args, data.classes)
-            except ModelUnavailable as e:
-                return _error(str(e))
-        if args.skip_existing:
-            header = run_header(classifier, bench, split, data, protocol=protocol, view=view, limit=args.limit,
-                                root=root, slices=slices if args.protocol == PROTOCOL else None)
-            found = existing_result(header, args.out)
-            if found is not None:
-                print(f"{bench.name}/{split or '-'} ({protocol}{', ' + view if view else ''}): result exists, "
-                      f"skipped ({found})")
-                return 0
-        if args.protocol == PROTOCOL:
-            record = evaluate(classifier, bench, root=root, split=split, batch_size=args.batch_size,
-                              progress=not args.no_progress, limit=args.limit, data=data, view=view, cache=cache,
-                              slices=slices)
+        if spec.vocabulary:
+            return _run_vocabulary(args, spec, data, cache)
+        try:
+            classifier = _classifier_for(spec, data, cache)
+        except ModelUnavailable as e:
+            return _error(str(e))
+        if args.skip_existing and _skip_existing(spec, classifier, data, args.out):
+            return 0
+        if spec.protocol == PROTOCOL:
+            record = evaluate_run(classifier, spec, data, cache)
             if isinstance(classifier, CachedScorer):
                 record["text_features_from_cache"] = True
             elif cache is not None:
-                _save_text_features(cache, args, data.classes, classifier, record)
+                save_for_run(cache, spec, data.classes, classifier, record)
         else:
-            record = evaluate_probe(classifier, bench, root, protocol=args.protocol, split=split,
-                                    train_split=args.train_split, val_split=args.val_split, shots=args.shots,
-                                    seeds=args.seeds, batch_size=args.batch_size, view=view, limit=args.limit,
-                                    cache=cache, progress=not args.no_progress, options=options)
+            record = probe_run(classifier, spec, data, cache)
     except (FileNotFoundError, LabelFileError, ImageLoadError, ValueError, TypeError, RuntimeError) as e:
-        return _error(f"{bench.name}: {e}")
+        return _error(f"{bench_name}: {e}")
     finally:
         data.close()
-    _report(record, bench.name, split, write_result(record, args.out))
+    _report(record, bench_name, spec.split, write_result(record, args.out))
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the evaluations asked for; returns the process exit code (0 ok, 2 bad input on any benchmark)."""
+    """Run the evaluations asked for; returns the process exit code (0 ok, 2 bad input on any benchmark, 130
+    interrupted: Ctrl-C ends the command with one line; results and cache entries written so far are complete)."""
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("emocap eval: interrupted; results and cached features written so far are complete, "
+              "run the same command again to continue", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "eval_command", None):
         return args.eval_func(args)
     if not args.root:

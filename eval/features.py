@@ -1,105 +1,52 @@
 """Image features of a benchmark split, extracted once and cached: what every eval protocol starts from.
 
-Flow: ``BenchmarkData`` (``emocap.eval.samples``) -> :func:`extract_features` (decode each batch in a thread
-pool, apply an image view from :mod:`emocap.eval.views`, optional face slices from :mod:`emocap.eval.slices`,
-encode) -> :class:`FeatureSet` ->
-zero-shot (:mod:`emocap.eval.zeroshot`), linear probe and few-shot (:mod:`emocap.eval.probe`).
+Flow: ``BenchmarkData`` (``emocap.eval.samples``) -> :func:`extract_features` (each batch read in a thread
+pool: decode, image view from :mod:`emocap.eval.views`, optional face slices from :mod:`emocap.eval.slices`, and
+the model's preprocessing, so every image is decoded once; then encode) -> :class:`~emocap.eval.feature_set.FeatureSet`
+-> zero-shot (:mod:`emocap.eval.zeroshot`), linear probe and few-shot (:mod:`emocap.eval.probe`).
 
-A :class:`FeatureCache` keeps one ``.npz`` (numbers only, read with ``allow_pickle=False``) plus a ``.json``
-(sources, skipped inputs, classes, groups) per (model weights, benchmark, split, root, loader options, sample
-limit, image view, slices). A second prompt set or another protocol on the same split then costs a matrix product instead of
-a pass over the images. Entries are written to a temporary name and renamed, so an interrupted run never leaves
-a half-written entry behind.
-
-Video clips: every sampled frame gets a feature row; ``counts`` says how many rows belong to each clip (1 for
-still images), and protocols pool over them.
+:func:`encode_split` reads and writes the :class:`~emocap.eval.feature_cache.FeatureCache` under the key of the
+run's :class:`~emocap.eval.run_spec.RunSpec` (content-addressed: a changed dataset is encoded again). A second
+prompt set or another protocol on the same split then costs a matrix product instead of a pass over the images.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .samples import BenchmarkData, Problem, load_clips, pool_frame_probs
+from .samples import BenchmarkData, load_clips
+from .feature_cache import CACHE_FORMAT, FeatureCache, default_cache_dir, folder_fingerprint
+from .feature_set import FeatureSet, Problem
+from .model_access import image_steps, model_fingerprint
+from .run_spec import RunSpec
 from .views import ImageView, get_view
 
 __all__ = [
-    "FeatureSet", "FeatureCache", "extract_features", "model_fingerprint", "default_cache_dir",
-    "CACHE_FORMAT",
+    "FeatureSet", "FeatureCache", "extract_features", "encode_split", "encode_benchmark", "model_fingerprint",
+    "folder_fingerprint", "default_cache_dir", "load_feature_set", "save_feature_set", "CACHE_FORMAT",
 ]
-
-CACHE_FORMAT = 1
-
-
-@dataclass
-class FeatureSet:
-    """Encoded images of one benchmark split.
-
-    Attributes:
-        features: ``[sum(counts), D]`` float32 rows (L2-normalised image features, or class probabilities when the
-            classifier exposes no feature encoder).
-        counts: ``[N]`` rows per sample (1 for a still image, the decoded frames for a clip).
-        labels: ``[N]`` class indices into ``classes``.
-        classes: the benchmark's class names.
-        sources: ``[N]`` sample sources (paths, ``archive/member``).
-        soft_labels: ``[N, C]`` vote distributions, or None when the benchmark has none.
-        groups: attribute name -> ``[N]`` values (for example ``subject``), for per-group metrics.
-        skipped: ``(source, reason)`` for label rows and images left out.
-        kind: ``"features"`` or ``"probabilities"``.
-        from_cache: True when this set was read from a :class:`FeatureCache`.
-    """
-
-    features: np.ndarray
-    counts: np.ndarray
-    labels: np.ndarray
-    classes: List[str]
-    sources: List[str]
-    soft_labels: Optional[np.ndarray] = None
-    groups: Dict[str, List[Optional[str]]] = field(default_factory=dict)
-    skipped: List[Problem] = field(default_factory=list)
-    kind: str = "features"
-    from_cache: bool = False
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def pooled(self) -> np.ndarray:
-        """One row per sample: the mean over a clip's frame rows (re-normalised for features)."""
-        rows = pool_frame_probs(self.features, self.counts)
-        if self.kind == "features":
-            rows = rows / np.clip(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12, None)
-        return rows.astype(np.float32)
-
-    def subset(self, index: Sequence[int]) -> "FeatureSet":
-        """The samples at ``index`` (sample indices, not rows)."""
-        index = np.asarray(index, dtype=np.int64)
-        bounds = np.concatenate([[0], np.cumsum(self.counts)])
-        rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in index]) if len(index) else np.zeros(0, int)
-        return FeatureSet(
-            self.features[rows], self.counts[index], self.labels[index], self.classes,
-            [self.sources[i] for i in index],
-            None if self.soft_labels is None else self.soft_labels[index],
-            {k: [v[i] for i in index] for k, v in self.groups.items()}, [], self.kind, self.from_cache,
-        )
 
 
 # ------------------------------------------------------------------------------------------------- extraction
 
-def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExecutor], slicer=None):
-    """Decode a batch of samples (stills count as one-frame clips), in parallel threads when ``pool`` is given,
-    and apply the view to every frame. Decoding does not overlap the encoder: on a small CPU the encoder's own
-    threads need every core, and oversubscribing them costs more than the overlap gains."""
+def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExecutor], slicer=None,
+                prepare: Optional[Callable] = None):
+    """Read a batch of samples (stills count as one-frame clips), in parallel threads when ``pool`` is given:
+    decode, apply the view to every frame and, with ``prepare``, turn each frame into the model's input right
+    away (the image is not decoded again by the encoder). Reading does not overlap the encoder: on a small CPU
+    the encoder's own threads need every core, and oversubscribing them costs more than the overlap gains."""
     def load_one(sample):
         loaded = load_clips([sample])
-        attrs = slicer(loaded[0][0][0]) if slicer is not None and loaded[0] else None  # first frame, unviewed
+        clips = loaded[0]
+        attrs = slicer(clips[0][0]) if slicer is not None and clips else None  # first frame, unviewed
+        if clips:
+            frames = [view(im) for im in clips[0]] if view is not None else clips[0]
+            clips[0] = [prepare(im) for im in frames] if prepare is not None else frames
         return loaded, attrs
 
     if pool is None or len(samples) < 2:
@@ -111,8 +58,7 @@ def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExe
         problems.extend(probs)
         if c:
             attributes.append(attrs or {})
-            frames = [view(im) for im in c[0]] if view is not None else c[0]
-            clips.append(frames)
+            clips.append(c[0])
             labels.extend(l)
             sources.extend(src)
             kept.append(sample)
@@ -129,6 +75,7 @@ def extract_features(
     desc: Optional[str] = None,
     decode_workers: Optional[int] = None,
     slicer: Optional[Callable] = None,
+    steps: Optional[Tuple[Callable, Callable[[List], np.ndarray]]] = None,
 ) -> FeatureSet:
     """Encode every sample of ``data`` with ``encode(list_of_pil_images) -> [n, D]``.
 
@@ -136,12 +83,15 @@ def extract_features(
     kept when at least one frame decodes. ``view`` (name or callable) transforms each image before encoding.
     ``decode_workers`` threads decode each batch (default: the number of CPU cores, at most 4). ``slicer``
     (see :mod:`emocap.eval.slices`) maps each sample's first image to group attributes stored in ``groups``.
+    ``steps`` (:func:`emocap.eval.model_access.image_steps`) replaces ``encode`` by ``prepare`` (run in the
+    decode threads on each viewed frame) and ``encode`` of the prepared frames.
     """
     if decode_workers is None:
         decode_workers = min(4, os.cpu_count() or 1)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     view_fn = get_view(view) if isinstance(view, str) else view
+    prepare, encode_frames = steps if steps is not None else (None, encode)
     skipped: List[Problem] = [tuple(p) for p in data.problems]
     rows, counts, labels, sources = [], [], [], []
     soft, groups = [], {}
@@ -156,12 +106,13 @@ def extract_features(
     try:
         for start in range(0, len(data.samples), batch_size):
             chunk = data.samples[start:start + batch_size]
-            clips, chunk_labels, chunk_sources, problems, kept, attrs = _load_batch(chunk, view_fn, pool, slicer)
+            clips, chunk_labels, chunk_sources, problems, kept, attrs = _load_batch(chunk, view_fn, pool, slicer,
+                                                                                    prepare)
             n_chunk = len(chunk)
             skipped.extend(problems)
             if clips:
                 frames = [im for clip in clips for im in clip]
-                out = np.asarray(encode(frames), dtype=np.float32)
+                out = np.asarray(encode_frames(frames), dtype=np.float32)
                 if out.ndim != 2 or out.shape[0] != len(frames):
                     raise ValueError(f"the encoder returned shape {out.shape} for {len(frames)} images")
                 rows.append(out)
@@ -197,133 +148,25 @@ def extract_features(
 
 # ------------------------------------------------------------------------------------------------------ cache
 
-_FINGERPRINTS: Dict[Tuple[str, int, int], str] = {}
-
-
-def _file_sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()
-    return _FINGERPRINTS[key]
-
-
-def folder_fingerprint(folder: Union[str, Path]) -> Optional[str]:
-    """A hash of a saved model folder's weights and configs (``*.safetensors``, ``*.json``), or None if it has none.
-
-    The config holds the preprocessing (image size, mean/std, grayscale), so this is all that determines the
-    image features of a saved model; it needs neither torch nor the model loaded.
-    """
-    folder = Path(folder)
-    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.json"))
-    if not files:
+def load_feature_set(cache: FeatureCache, key: str) -> Optional[FeatureSet]:
+    """The cached set under ``key``, or None (missing or unreadable entries are reported and ignored)."""
+    entry = cache.read(key)
+    if entry is None:
         return None
-    digest = hashlib.sha256(b"emocap-model-folder-v1")
-    for f in files:
-        digest.update(f.name.encode() + _file_sha256(f).encode())
-    return digest.hexdigest()[:16]
-
-
-def model_fingerprint(classifier) -> Optional[str]:
-    """A hash of what determines the image features: weights, model config and preprocessing.
-
-    Uses the classifier's own ``fingerprint`` when it has one, the saved folder's files
-    (:func:`folder_fingerprint`) when the model has a folder, else the in-memory weights and transform.
-    Returns None for objects without an emocap model (their outputs are not cached).
-    """
-    if getattr(classifier, "fingerprint", None):
-        return classifier.fingerprint
-    em = getattr(classifier, "model", None)
-    torch_model = getattr(em, "model", None)
-    if torch_model is None:
+    try:
+        fs = FeatureSet.from_entry(*entry)
+    except (KeyError, TypeError, ValueError) as e:
+        cache.report(f"cache entry {cache.path(key)} is incomplete ({type(e).__name__}: {e}); recomputing it")
         return None
-    folder = getattr(em, "path", None)
-    from_folder = folder_fingerprint(folder) if folder else None
-    if from_folder is not None:
-        return from_folder
-    digest = hashlib.sha256()
-    for name, tensor in torch_model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().float().numpy().tobytes())
-    digest.update(json.dumps({"grayscale": bool(getattr(em, "grayscale", False)),
-                              "preprocess": repr(getattr(em, "preprocess", None))}, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+    if fs is None:
+        cache.report(f"cache entry {cache.path(key)} does not add up (sources, labels and rows differ); "
+                     "recomputing it")
+    return fs
 
 
-def default_cache_dir() -> Path:
-    """``$EMOCAP_CACHE_DIR/features``, else ``$XDG_CACHE_HOME/emocap/features``, else ``~/.cache/emocap/features``."""
-    if os.environ.get("EMOCAP_CACHE_DIR"):
-        return Path(os.environ["EMOCAP_CACHE_DIR"]).expanduser() / "features"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "emocap" / "features"
-
-
-class FeatureCache:
-    """Feature sets on disk, keyed by everything that determines them (see the module docstring)."""
-
-    def __init__(self, folder: Union[str, Path, None] = None):
-        self.folder = Path(folder) if folder is not None else default_cache_dir()
-
-    @staticmethod
-    def key(fingerprint: str, benchmark: str, split: Optional[str], root, info: dict, limit: Optional[int],
-            view: Optional[str], slices: Optional[str] = None) -> str:
-        """The cache key (hex) of one extraction."""
-        root_text = str(Path(root).expanduser().resolve()) if root is not None and Path(str(root)).exists() else str(root)
-        payload = {"format": CACHE_FORMAT, "model": fingerprint, "benchmark": benchmark, "split": split,
-                   "root": root_text, "options": info.get("options"), "protocol": info.get("protocol"),
-                   "limit": limit, "view": view or "none", "slices": slices or "none"}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-    def paths(self, key: str) -> Tuple[Path, Path]:
-        """The ``.npz`` (numbers) and ``.json`` (everything else) files of an entry."""
-        return self.folder / f"{key}.npz", self.folder / f"{key}.json"
-
-    def write(self, key: str, arrays: Dict[str, np.ndarray], meta: dict) -> Path:
-        """Write one entry atomically (temporary names, then rename); returns the ``.npz`` path."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        arrays_path, meta_path = self.paths(key)
-        tmp_arrays = arrays_path.with_name(f".{arrays_path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp_arrays, **arrays)
-        tmp_meta = meta_path.with_name(f".{meta_path.stem}.{os.getpid()}.tmp.json")
-        tmp_meta.write_text(json.dumps(meta, default=str), encoding="utf-8")
-        os.replace(tmp_meta, meta_path)
-        os.replace(tmp_arrays, arrays_path)
-        return arrays_path
-
-    def has(self, key: str) -> bool:
-        """Whether an entry for ``key`` exists (it may still prove unreadable on :meth:`load`)."""
-        return all(p.is_file() for p in self.paths(key))
-
-    def load(self, key: str) -> Optional[FeatureSet]:
-        """The cached set for ``key``, or None (missing or unreadable entries are ignored, never trusted)."""
-        arrays_path, meta_path = self.paths(key)
-        if not (arrays_path.is_file() and meta_path.is_file()):
-            return None
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            with np.load(arrays_path, allow_pickle=False) as arrays:
-                soft = arrays["soft_labels"] if "soft_labels" in arrays.files else None
-                fs = FeatureSet(arrays["features"], arrays["counts"], arrays["labels"], meta["classes"],
-                                meta["sources"], soft, meta.get("groups", {}),
-                                [tuple(p) for p in meta.get("skipped", [])], meta.get("kind", "features"), True)
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
-            return None
-        if len(fs.sources) != len(fs.labels) or int(fs.counts.sum()) != fs.features.shape[0]:
-            return None
-        return fs
-
-    def save(self, key: str, fs: FeatureSet, description: Optional[dict] = None) -> Path:
-        """Write ``fs`` under ``key`` atomically (see :meth:`write`); returns the ``.npz`` path."""
-        arrays = {"features": fs.features, "counts": fs.counts, "labels": fs.labels}
-        if fs.soft_labels is not None:
-            arrays["soft_labels"] = fs.soft_labels
-        meta = {"classes": fs.classes, "sources": fs.sources, "groups": fs.groups,
-                "skipped": [list(p) for p in fs.skipped], "kind": fs.kind, "describe": description or {}}
-        return self.write(key, arrays, meta)
+def save_feature_set(cache: FeatureCache, key: str, fs: FeatureSet, description: Optional[dict] = None):
+    """Write ``fs`` under ``key`` atomically; returns the entry's path."""
+    return cache.write(key, *fs.arrays_and_meta(description))
 
 
 def classifier_encoder(classifier, batch_size: int) -> Tuple[Callable[[List], np.ndarray], str]:
@@ -334,38 +177,39 @@ def classifier_encoder(classifier, batch_size: int) -> Tuple[Callable[[List], np
     return (lambda images: classifier.predict_proba(images, batch_size=batch_size)), "probabilities"
 
 
-def encode_benchmark(
-    classifier,
-    bench,
-    data: BenchmarkData,
-    root=None,
-    split: Optional[str] = None,
-    batch_size: int = 64,
-    view: Optional[str] = None,
-    limit: Optional[int] = None,
-    cache: Optional[FeatureCache] = None,
-    progress: bool = True,
-    slices: Optional[str] = None,
-) -> FeatureSet:
-    """The features of ``data`` (already limited) for ``classifier``, read from ``cache`` when present there.
-
-    Only feature encoders with a model fingerprint are cached (class probabilities depend on the prompts).
-    """
-    encode, kind = classifier_encoder(classifier, batch_size)
+def encode_split(classifier, spec: RunSpec, data: BenchmarkData, cache: Optional[FeatureCache] = None) -> FeatureSet:
+    """The features of ``data`` (``spec``'s split, already limited) for ``classifier``, from ``cache`` when an
+    entry for exactly this content is there. Only feature encoders with a model fingerprint are cached (class
+    probabilities depend on the prompts). Class names come from ``data`` (``--class-names`` may rename them)."""
+    encode, kind = classifier_encoder(classifier, spec.batch_size)
     key = None
     if cache is not None and kind == "features":
         fingerprint = model_fingerprint(classifier)
         if fingerprint is not None:
-            key = cache.key(fingerprint, bench.name, split, root, data.info, limit, view, slices)
-            cached = cache.load(key)
+            key = spec.feature_key(fingerprint, data)
+            cached = load_feature_set(cache, key)
             if cached is not None:
+                cached.classes = list(data.classes)
                 return cached
-    desc = f"{bench.name}/{split or '-'}" + (f" [{view}]" if view else "")
+    desc = spec.describe() + (f" [{spec.view}]" if spec.view else "")
     from .slices import get_slicer
 
-    fs = extract_features(encode, data, batch_size=batch_size, view=view, progress=progress, kind=kind, desc=desc,
-                          slicer=get_slicer(slices))
+    steps = image_steps(classifier, spec.batch_size) if kind == "features" else None
+    fs = extract_features(encode, data, batch_size=spec.batch_size, view=spec.view, progress=spec.progress,
+                          kind=kind, desc=desc, slicer=get_slicer(spec.slices), steps=steps)
     if key is not None and len(fs):
-        cache.save(key, fs, {"model_id": str(getattr(classifier, "model_id", "")), "benchmark": bench.name,
-                             "split": split, "view": view, "limit": limit})
+        save_feature_set(cache, key, fs, {"model_id": str(getattr(classifier, "model_id", "")),
+                                          "benchmark": spec.benchmark, "split": spec.split, "view": spec.view,
+                                          "limit": spec.limit})
     return fs
+
+
+def encode_benchmark(classifier, bench, data: BenchmarkData, root=None, split: Optional[str] = None,
+                     batch_size: int = 64, view: Optional[str] = None, limit: Optional[int] = None,
+                     cache: Optional[FeatureCache] = None, progress: bool = True,
+                     slices: Optional[str] = None) -> FeatureSet:
+    """:func:`encode_split` with the run given as keyword arguments (library use)."""
+    spec = RunSpec(benchmark=bench.name, root=None if root is None else str(root), split=split, view=view,
+                   limit=limit, slices=slices, batch_size=batch_size, progress=progress,
+                   options=tuple(((data.info or {}).get("options") or {}).items()))
+    return encode_split(classifier, spec, data, cache)

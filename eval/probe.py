@@ -16,6 +16,7 @@ Clip features are mean-pooled over frames and re-normalised before fitting.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -23,24 +24,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .registry import Benchmark, get_benchmark
-from .features import FeatureCache, FeatureSet, encode_benchmark
+from .feature_cache import FeatureCache
+from .feature_set import FeatureSet
+from .features import encode_split
 from .records import scored_record
-from .zeroshot import run_header
+from .run_spec import RunSpec, protocol_name, rename_classes
 
-__all__ = ["evaluate_probe", "fit_probe", "few_shot_indices", "C_GRID", "protocol_name"]
+__all__ = ["evaluate_probe", "probe_run", "fit_probe", "few_shot_indices", "C_GRID", "protocol_name"]
 
 C_GRID: Tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
-
-
-def protocol_name(protocol: str, shots: Optional[int] = None) -> str:
-    """``linear-probe`` or ``few-shot-<k>``."""
-    if protocol == "linear-probe":
-        return protocol
-    if protocol == "few-shot":
-        if not shots or shots < 1:
-            raise ValueError(f"few-shot needs a positive number of shots per class, got {shots}")
-        return f"few-shot-{shots}"
-    raise ValueError(f"unknown probe protocol {protocol!r}; choose linear-probe or few-shot")
 
 
 def _logreg(C: float, seed: int):
@@ -115,58 +107,90 @@ def evaluate_probe(
     progress: bool = True,
     options: Optional[Dict[str, str]] = None,
 ) -> Dict[str, object]:
-    """Linear probe or few-shot evaluation of ``classifier``'s image features on ``benchmark``.
+    """Linear probe or few-shot evaluation of ``classifier``'s image features on ``benchmark``: :func:`probe_run`
+    with the run given as keyword arguments (library use)."""
+    bench: Benchmark = get_benchmark(benchmark)
+    spec = RunSpec(benchmark=bench.name, root=None if root is None else str(root), split=bench.resolve_split(split),
+                   protocol=protocol, shots=shots, seeds=tuple(seeds), train_split=train_split,
+                   val_split=val_split, view=view, limit=limit, batch_size=batch_size, progress=progress,
+                   options=tuple((options or {}).items()))
+    return probe_run(classifier, spec, cache=cache)
 
-    ``train_split`` / ``val_split`` default to the benchmark's (``train`` / ``valid``); ``limit`` caps the test
-    split only. The view applies to train, validation and test images alike. Returns a result record like
-    :func:`emocap.eval.zeroshot.evaluate`, with ``protocol`` ``linear-probe`` or ``few-shot-<k>`` and a
-    ``probe`` block (train split, sizes, chosen C per seed, validation scores).
+
+def _split_features(classifier, spec: RunSpec, data, cache) -> FeatureSet:
+    fs = encode_split(classifier, spec, data, cache)
+    if fs.kind != "features":
+        raise TypeError("a probe needs image features: the classifier has no encode_images")
+    if not len(fs):
+        raise RuntimeError(f"no image of {spec.describe()} could be encoded")
+    return fs
+
+
+def _other_split(classifier, spec: RunSpec, test_data, cache) -> Tuple[FeatureSet, list]:
+    """Features of a probe's train or validation split (renamed as the test split was) and its original classes."""
+    bench = get_benchmark(spec.benchmark)
+    data = bench.load(spec.root, spec.split, **spec.options_dict)
+    try:
+        original = list(data.classes)
+        renamed_from = test_data.info.get("class_names_renamed_from")
+        if renamed_from is not None:
+            rename_classes(data, test_data.classes, original=renamed_from)
+        return _split_features(classifier, spec, data, cache), original
+    finally:
+        data.close()
+
+
+def probe_run(classifier, spec: RunSpec, data=None, cache: Optional[FeatureCache] = None) -> Dict[str, object]:
+    """Linear probe or few-shot evaluation of ``classifier``'s image features for ``spec``.
+
+    ``data`` is the test split when the caller has loaded it already (the CLI: it is read once, with
+    ``--class-names`` applied; the train and validation splits get the same names). ``spec.train_split`` /
+    ``spec.val_split`` default to the benchmark's (``train`` / ``valid``); ``spec.limit`` caps the test split
+    only. The view applies to train, validation and test images alike; slices are not computed. Returns a result
+    record like :func:`emocap.eval.zeroshot.evaluate`, with ``protocol`` ``linear-probe`` or ``few-shot-<k>``
+    and a ``probe`` block (train split, sizes, chosen C per seed, validation scores).
     """
     start = time.perf_counter()
-    bench: Benchmark = get_benchmark(benchmark)
-    name = protocol_name(protocol, shots)
-    split = bench.resolve_split(split)
-    train_split = train_split or bench.train_split
+    bench: Benchmark = get_benchmark(spec.benchmark)
+    name = protocol_name(spec.protocol, spec.shots)
+    spec = dataclasses.replace(spec, slices=None)
+    split, shots = spec.split, spec.shots
+    train_split = spec.train_split or bench.train_split
     if train_split is None:
         raise ValueError(f"benchmark {bench.name!r} has no train split; give one with --train-split")
     if train_split == split:
         raise ValueError(f"the probe's train split and test split are both {split!r}")
-    val_split = val_split if val_split is not None else bench.val_split
-    options = dict(options or {})
-
-    def features_of(which: str, n: Optional[int]) -> Tuple[FeatureSet, object]:
-        data = bench.load(root, which, **options)
-        try:
-            data = data.limit(n)
-            fs = encode_benchmark(classifier, bench, data, root=root, split=which, batch_size=batch_size, view=view,
-                                  limit=n, cache=cache, progress=progress)
-        finally:
+    val_split = spec.val_split if spec.val_split is not None else bench.val_split
+    owns_data = data is None
+    if data is None:
+        data = bench.load(spec.root, split, **spec.options_dict)
+    try:
+        test_data = data.limit(spec.limit)
+        train, train_classes = _other_split(classifier, spec.for_split(train_split), test_data, cache)
+        val, val_classes = (_other_split(classifier, spec.for_split(val_split), test_data, cache)
+                            if val_split and val_split != split else (None, None))
+        test = _split_features(classifier, spec, test_data, cache)
+    finally:
+        if owns_data:
             data.close()
-        if fs.kind != "features":
-            raise TypeError("a probe needs image features: the classifier has no encode_images")
-        if not len(fs):
-            raise RuntimeError(f"no image of {bench.name}/{which} could be encoded")
-        return fs, data
-
-    train, _ = features_of(train_split, None)
-    val = features_of(val_split, None)[0] if val_split and val_split != split else None
-    test, test_data = features_of(split, limit)
-    for other, which in ((train, train_split), (val, val_split)):
-        if other is not None and list(other.classes) != list(test.classes):  # e.g. ferplus-compound's vote pairs
-            raise ValueError(f"{bench.name}: split {which!r} has classes {list(other.classes)} but the test split "
-                             f"{split!r} has {list(test.classes)}; a probe needs the same classes in both")
+    test_classes = test_data.info.get("class_names_renamed_from") or list(test_data.classes)
+    for classes, which in ((train_classes, train_split), (val_classes, val_split)):
+        if classes is not None and list(classes) != list(test_classes):  # e.g. ferplus-compound's vote pairs
+            raise ValueError(f"{bench.name}: split {which!r} has classes {list(classes)} but the test split "
+                             f"{split!r} has {list(test_classes)}; a probe needs the same classes in both")
     n_classes = len(test.classes)
     x_train, x_test = train.pooled(), test.pooled()
     x_val, y_val = (val.pooled(), val.labels) if val is not None else (None, None)
 
     runs = []
+    seeds = spec.seeds
     seed_list = list(seeds) if name != "linear-probe" else [int(seeds[0]) if len(seeds) else 0]
     for seed in seed_list:
         idx = few_shot_indices(train.labels, shots, seed) if shots and name != "linear-probe" else np.arange(len(train))
         model, C, scores = fit_probe(x_train[idx], train.labels[idx], x_val, y_val, seed=seed)
         runs.append((seed, len(idx), C, scores, _probs_for_classes(model, x_test, n_classes)))
 
-    header = run_header(classifier, bench, split, test_data, protocol=name, view=view, limit=limit, root=root)
+    header = spec.header(classifier, test_data)
     record = scored_record(header, test, runs[0][4])
     if len(runs) > 1:
         per_seed = [scored_record(header, test, probs) for *_, probs in runs]

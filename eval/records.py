@@ -4,11 +4,13 @@ Flow: a protocol (:mod:`emocap.eval.zeroshot`, :mod:`emocap.eval.probe`) turns a
 :class:`~emocap.eval.features.FeatureSet` into class probabilities -> :func:`scored_record` (metrics from
 :mod:`emocap.metrics`, soft-label and per-group metrics where the data has them, versions, provenance) ->
 :func:`write_result` -> ``results/<model>__<benchmark>__<split>__<protocol>[__<view>]__<prompt hash>.json`` ->
-``emocap eval build`` (:mod:`emocap.eval.build`).
+``emocap eval build`` (:mod:`emocap.eval.tables`).
 
 File names never collide between runs that differ in model, benchmark, split, protocol, image view, prompt set,
 word list (open-vocabulary protocol), renamed class names or sample limit; a rerun of the same run gets a
-timestamp suffix instead of overwriting.
+timestamp suffix instead of overwriting. A result file appears complete or not at all: it is written under a
+temporary name, flushed to disk and then linked to its name; names go through :mod:`emocap.safe_paths`, so no
+model or benchmark name can place a file outside the output folder.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import platform
 import re
+import sys
+import uuid
 from importlib import metadata
 from pathlib import Path
 from typing import Dict, Optional, Union
@@ -25,8 +30,9 @@ from typing import Dict, Optional, Union
 import numpy as np
 
 import emocap
+from emocap.safe_paths import resolve_under
 
-from .features import FeatureSet
+from .feature_set import FeatureSet
 from emocap.metrics import chance_levels, classification_metrics, group_metrics, soft_label_metrics
 
 __all__ = ["scored_record", "result_filename", "write_result", "existing_result", "versions"]
@@ -102,10 +108,28 @@ def result_filename(record: Dict[str, object]) -> str:
     return "__".join(_slug(p) for p in parts) + ".json"
 
 
+def _result_path(out_dir: Union[str, Path], name: str) -> Path:
+    """``out_dir / name``, refused unless it stays inside ``out_dir`` (the one safe-path rule of emocap)."""
+    resolve_under(out_dir, name, "result file name")
+    return Path(out_dir) / name
+
+
 def existing_result(record: Dict[str, object], out_dir: Union[str, Path]) -> Optional[Path]:
-    """The result file a run with this header already wrote into ``out_dir`` (for ``--skip-existing``), or None."""
-    path = Path(out_dir) / result_filename(record)
-    return path if path.is_file() else None
+    """The result file a run with this header already wrote into ``out_dir`` (for ``--skip-existing``), or None.
+
+    A file that is not a complete JSON object (left by a run of an older version killed while writing it) does
+    not count: the run is done again and its result is written under a new name."""
+    path = _result_path(out_dir, result_filename(record))
+    if not path.is_file():
+        return None
+    try:
+        complete = isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        complete = False
+    if not complete:
+        print(f"emocap eval: {path} is not a complete result file; running again", file=sys.stderr)
+        return None
+    return path
 
 
 def _json_default(obj):
@@ -118,11 +142,39 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _publish(text: str, out: Path, names) -> Path:
+    """Write ``text`` to a temporary file in ``out``, flush it to disk, then give it the first free name of
+    ``names`` (a hard link never replaces an existing file); a killed run leaves no partial result file."""
+    tmp = str(out / f".result-{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:  # default permissions, as a plain result file
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        for name in names:
+            path = _result_path(out, name)
+            try:
+                os.link(tmp, path)
+                return path
+            except FileExistsError:
+                continue
+            except OSError:  # a file system without hard links: exclusive check, then an atomic rename
+                if path.exists():
+                    continue
+                os.replace(tmp, path)
+                return path
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    raise FileExistsError(f"could not find a free result file name for {names[0]} in {out}")
+
+
 def write_result(record: Dict[str, object], out_dir: Union[str, Path]) -> Path:
     """Write ``record`` as JSON into ``out_dir`` and return the path; never overwrites an existing file.
 
     The name comes from :func:`result_filename`; when it is taken a UTC timestamp suffix is added (and a counter
-    when that is taken too). Files are created exclusively, so concurrent runs cannot clobber each other.
+    when that is taken too). The file appears complete or not at all (:func:`_publish`), so concurrent or killed
+    runs cannot leave a clobbered or half-written result.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -130,12 +182,4 @@ def write_result(record: Dict[str, object], out_dir: Union[str, Path]) -> Path:
     stem = result_filename(record)[: -len(".json")]
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     candidates = [f"{stem}.json", f"{stem}__{stamp}.json"] + [f"{stem}__{stamp}-{i}.json" for i in range(1, 1000)]
-    for name in candidates:
-        path = out / name
-        try:
-            with open(path, "x", encoding="utf-8") as f:
-                f.write(text)
-            return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not find a free result file name for {stem} in {out}")
+    return _publish(text, out, candidates)

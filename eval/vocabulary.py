@@ -2,7 +2,7 @@
 
 Flow: ``emocap eval --vocabulary NAME`` (:mod:`emocap.eval.cli`) -> :func:`load_vocabulary` (a bundled list of
 ``emocap/data/vocabularies/`` or a JSON file) -> :func:`evaluate_vocabulary`: the benchmark's image features
-(:func:`emocap.eval.features.encode_benchmark`, the same cache entry as a plain zero-shot run, so a vocabulary
+(:func:`emocap.eval.features.encode_split`, the same cache entry as a plain zero-shot run, so a vocabulary
 run costs at most one feature pass) -> class text rows for the canonical names and for every word
 (:func:`class_rows`: one text-encoder pass) -> :func:`vocabulary_scores` (numpy only) -> one result record ->
 ``write_result``.
@@ -35,12 +35,15 @@ from emocap import taxonomy
 from emocap.vocabularies import (PURPOSES, Vocabulary, bundled_vocabularies, class_words, load_vocabulary,  # noqa: F401
                                  round_names, taxonomy_words)
 
-from .registry import Benchmark
 from .samples import BenchmarkData, pool_frame_probs
-from .features import FeatureCache, FeatureSet, encode_benchmark
+from .feature_cache import FeatureCache
+from .feature_set import FeatureSet
+from .features import encode_split
 from emocap.metrics import chance_levels, classification_metrics
+from .model_access import logit_scale
 from .records import scored_record
-from .zeroshot import PROTOCOL as ZEROSHOT, run_header, zero_shot_probs
+from .run_spec import RunSpec
+from .zeroshot import zero_shot_probs
 
 __all__ = ["Vocabulary", "load_vocabulary", "bundled_vocabularies", "vocabulary_scores", "class_rows",
            "evaluate_vocabulary", "vocabulary_header", "format_vocabulary", "taxonomy_words", "PROTOCOL", "PURPOSES"]
@@ -131,13 +134,6 @@ def vocabulary_scores(fs: FeatureSet, classes: Sequence[str], vocab: Vocabulary,
     return out
 
 
-def _logit_scale(classifier) -> float:
-    scale = getattr(classifier, "logit_scale", None)
-    if scale is not None:
-        return float(scale)
-    return float(classifier.model.model.logit_scale.exp().float().item())
-
-
 def _as_numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().float().cpu().numpy()
@@ -179,32 +175,21 @@ def class_rows(classifier, classes: Sequence[str], words: Sequence[str]) -> Dict
     return rows
 
 
-def vocabulary_header(classifier, bench: Benchmark, split, data: BenchmarkData, vocabulary, view=None, limit=None,
-                      root=None) -> Dict[str, object]:
+def vocabulary_header(classifier, spec: RunSpec, data: BenchmarkData, vocabulary) -> Dict[str, object]:
     """The identifying part of a vocabulary record (also what ``--skip-existing`` checks before running)."""
     vocab = load_vocabulary(vocabulary)
-    header = run_header(classifier, bench, split, data, protocol=ZEROSHOT, view=view, limit=limit, root=root)
-    header["protocol"] = PROTOCOL  # after run_header, which keeps the prompt set only for zero-shot protocols
+    header = spec.header(classifier, data)
+    header["protocol"] = PROTOCOL  # after the header, which keeps the prompt set only for zero-shot protocols
     header["vocabulary"] = vocab.describe()
     words = [w for c in data.classes for w in vocab.classes.get(taxonomy.canonical_or_none(c) or "", [])]
     header["word_prompts"] = word_prompts(classifier, words)
     return header
 
 
-def evaluate_vocabulary(
-    classifier,
-    bench: Benchmark,
-    data: BenchmarkData,
-    vocabulary: Union[str, Path, Mapping, Vocabulary],
-    root=None,
-    split: Optional[str] = None,
-    batch_size: int = 64,
-    progress: bool = True,
-    limit: Optional[int] = None,
-    view: Optional[str] = None,
-    cache: Optional[FeatureCache] = None,
-) -> Dict[str, object]:
-    """The open-vocabulary record of ``classifier`` on ``data`` (already loaded) with ``vocabulary``.
+def evaluate_vocabulary(classifier, spec: RunSpec, data: BenchmarkData,
+                        vocabulary: Union[str, Path, Mapping, Vocabulary],
+                        cache: Optional[FeatureCache] = None) -> Dict[str, object]:
+    """The open-vocabulary record of ``classifier`` on ``data`` (already loaded for ``spec``) with ``vocabulary``.
 
     The classifier is a :class:`emocap.ZeroShotClassifier` built on the benchmark's class names (or anything
     with ``labels``, ``model_id``, ``prompt_set``, ``encode_images``, ``probs_from_features``,
@@ -212,18 +197,17 @@ def evaluate_vocabulary(
     """
     start = time.perf_counter()
     vocab = load_vocabulary(vocabulary)
-    data = data.limit(limit)
+    data = data.limit(spec.limit)
     words = class_words(vocab, data.classes)  # fail before encoding anything
-    fs = encode_benchmark(classifier, bench, data, root=root, split=split, batch_size=batch_size, view=view,
-                          limit=limit, cache=cache, progress=progress)
+    fs = encode_split(classifier, spec, data, cache)
     if not len(fs):
         reasons = "; ".join(f"{s}: {r}" for s, r in fs.skipped[:5])
-        raise RuntimeError(f"no image of {bench.name}/{split} could be evaluated "
+        raise RuntimeError(f"no image of {spec.benchmark}/{spec.split} could be evaluated "
                            f"({len(fs.skipped)} skipped: {reasons})")
     rows = class_rows(classifier, data.classes, [w for ws in words for w in ws])
     canonical_probs = zero_shot_probs(classifier, fs, data.classes)
-    scores = vocabulary_scores(fs, data.classes, vocab, rows, _logit_scale(classifier), canonical_probs)
-    header = vocabulary_header(classifier, bench, split, data, vocab, view=view, limit=limit, root=root)
+    scores = vocabulary_scores(fs, data.classes, vocab, rows, logit_scale(classifier), canonical_probs)
+    header = vocabulary_header(classifier, spec, data, vocab)
     record = scored_record(header, fs, canonical_probs)
     # the plain zero-shot metrics stay under "canonical"; the record's headline numbers are the round means
     for key in ("acc1", "mean_per_class_recall", "per_class_recall", "confusion_matrix", "ece", "reliability",

@@ -1,9 +1,10 @@
 """Zero-shot evaluation: score a benchmark's images against text prompts and write one result JSON per run.
 
 Flow: ``emocap eval`` (``emocap.eval.cli``) -> :func:`evaluate`: benchmark loader -> image features
-(:func:`emocap.eval.features.encode_benchmark`, cached per model/benchmark/split/view) -> class probabilities
-from the classifier's text features (:func:`zero_shot_probs`) -> metrics and record
-(:func:`emocap.eval.records.scored_record`) -> :func:`write_result` -> table builder.
+(:func:`emocap.eval.features.encode_split`, cached under the key of the run's
+:class:`~emocap.eval.run_spec.RunSpec`) -> class probabilities from the classifier's text features
+(:func:`zero_shot_probs`) -> metrics and record (:func:`emocap.eval.records.scored_record`) -> :func:`write_result`
+-> table builder.
 
 The classifier is anything with ``labels``, ``model_id``, ``prompt_set`` (``.name``, ``.hash``) and
 ``predict_proba(images, batch_size) -> [N, C]``, e.g. :class:`emocap.ZeroShotClassifier`; when it also has
@@ -15,7 +16,6 @@ mean-pooled per clip.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
@@ -26,13 +26,15 @@ from emocap import taxonomy
 
 from .registry import Benchmark, get_benchmark
 from .samples import BenchmarkData, pool_frame_probs
-from .features import FeatureCache, FeatureSet, encode_benchmark
+from .feature_cache import FeatureCache
+from .feature_set import FeatureSet
+from .features import encode_split
 from .records import existing_result, result_filename, scored_record, write_result
+from .run_spec import ZEROSHOT as PROTOCOL, RunSpec
 
-__all__ = ["evaluate", "zero_shot_probs", "run_header", "write_result", "result_filename", "existing_result",
+__all__ = ["evaluate", "evaluate_run", "zero_shot_probs", "run_header", "write_result", "result_filename",
+           "existing_result",
            "align_labels", "PROTOCOL"]
-
-PROTOCOL = "zeroshot"
 
 
 def align_labels(classifier_labels: Sequence[str], classes: Sequence[str]) -> List[int]:
@@ -75,31 +77,27 @@ def zero_shot_probs(classifier, fs: FeatureSet, classes: Optional[Sequence[str]]
 def run_header(classifier, bench: Benchmark, split, data: BenchmarkData, protocol: str = PROTOCOL,
                view: Optional[str] = None, limit: Optional[int] = None, root=None,
                slices: Optional[str] = None) -> Dict[str, object]:
-    """The identifying part of a result record (also what ``--skip-existing`` checks before running)."""
-    prompt_set = getattr(classifier, "prompt_set", None)
-    header: Dict[str, object] = {
-        "model_id": str(classifier.model_id),
-        "benchmark": bench.name,
-        "split": split,
-        "protocol": protocol,
-        "view": view,
-        "labels": list(data.classes),
-        "prompt_set": getattr(prompt_set, "name", None),
-        "prompt_hash": getattr(prompt_set, "hash", None),
-        "limit": limit,
-        "slices": slices,
-        "root": str(root) if root is not None else None,
-        "benchmark_info": data.info,
-    }
-    uses_learned = getattr(classifier, "_uses_learned_prompts", None)
-    if prompt_set is not None and uses_learned is not None and uses_learned(list(classifier.labels), prompt_set):
-        # the model's learned soft prompts (MPA-FER) score the classes, not the hand prompt set
-        ctx = classifier.learned_prompts.ctx.detach().float().cpu().numpy()
-        header["prompt_set"] = "learned-prompts"
-        header["prompt_hash"] = hashlib.sha256(ctx.tobytes()).hexdigest()[:16]
-    if protocol != PROTOCOL:
-        header["prompt_set"] = header["prompt_hash"] = None  # probes do not read prompts
-    return header
+    """The identifying part of a result record: :meth:`RunSpec.header` of the run given as arguments."""
+    spec = RunSpec(benchmark=get_benchmark(bench).name, root=None if root is None else str(root), split=split,
+                   protocol=protocol, view=view, limit=limit, slices=slices)
+    return spec.header(classifier, data)
+
+
+def evaluate_run(classifier, spec: RunSpec, data: BenchmarkData,
+                 cache: Optional[FeatureCache] = None) -> Dict[str, object]:
+    """Zero-shot record of ``classifier`` on ``data`` (loaded for ``spec``; ``spec.limit`` is applied here)."""
+    start = time.perf_counter()
+    data = data.limit(spec.limit)
+    align_labels(classifier.labels, data.classes)  # fail before encoding anything
+    fs = encode_split(classifier, spec, data, cache)
+    if not len(fs):
+        reasons = "; ".join(f"{s}: {r}" for s, r in fs.skipped[:5])
+        raise RuntimeError(f"no image of {spec.benchmark}/{spec.split} could be evaluated "
+                           f"({len(fs.skipped)} skipped: {reasons})")
+    probs = zero_shot_probs(classifier, fs, data.classes)
+    record = scored_record(spec.header(classifier, data), fs, probs)
+    record["elapsed_s"] = round(time.perf_counter() - start, 3)
+    return record
 
 
 def evaluate(
@@ -135,27 +133,17 @@ def evaluate(
         ``protocol``, ``view``, ``labels``, ``prompt_set``, ``prompt_hash``, ``n_skipped``, ``skipped``
         (``[source, reason]`` for label rows and images left out), ``versions``, ``timestamp`` and ``elapsed_s``.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
     start = time.perf_counter()
     bench = get_benchmark(benchmark)
-    split = bench.resolve_split(split)
+    spec = RunSpec(benchmark=bench.name, root=None if root is None else str(root), split=bench.resolve_split(split),
+                   batch_size=batch_size, progress=progress, limit=limit, view=view, slices=slices)
     owns_data = data is None
     if data is None:
-        data = bench.load(root, split)
+        data = bench.load(root, spec.split)
     try:
-        data = data.limit(limit)
-        align_labels(classifier.labels, data.classes)  # fail before encoding anything
-        fs = encode_benchmark(classifier, bench, data, root=root, split=split, batch_size=batch_size, view=view,
-                              limit=limit, cache=cache, progress=progress, slices=slices)
+        record = evaluate_run(classifier, spec, data, cache)
     finally:
         if owns_data:
             data.close()
-    if not len(fs):
-        reasons = "; ".join(f"{s}: {r}" for s, r in fs.skipped[:5])
-        raise RuntimeError(f"no image of {bench.name}/{split} could be evaluated ({len(fs.skipped)} skipped: {reasons})")
-    probs = zero_shot_probs(classifier, fs, data.classes)
-    header = run_header(classifier, bench, split, data, view=view, limit=limit, root=root, slices=slices)
-    record = scored_record(header, fs, probs)
     record["elapsed_s"] = round(time.perf_counter() - start, 3)
     return record

@@ -9,7 +9,10 @@ from PIL import Image
 from emocap import ZeroShotClassifier
 from emocap.eval.registry import get_benchmark
 from emocap.eval.samples import pool_frame_probs
-from emocap.eval.features import FeatureCache, FeatureSet, encode_benchmark, extract_features
+from emocap.eval import features as features_module
+from emocap.eval.features import (FeatureCache, FeatureSet, encode_benchmark, extract_features, load_feature_set,
+                                  save_feature_set)
+from emocap.eval.run_spec import RunSpec
 from emocap.eval.views import equalize, get_view, mask_face_half
 from emocap.eval.zeroshot import evaluate
 
@@ -75,6 +78,7 @@ def test_cache_round_trip_and_second_prompt_set_reuses_features(tiny_model, fold
         raise AssertionError("images were encoded again")
 
     monkeypatch.setattr(clf, "encode_images", fail)
+    monkeypatch.setattr(features_module, "image_steps", lambda *a: (lambda im: im, fail))
     again = evaluate(clf, "imagefolder", folder, progress=False, cache=cache)
     assert again["features_from_cache"] and again["confusion_matrix"] == first["confusion_matrix"]
     assert again["skipped"] == first["skipped"]  # skipped inputs survive the cache
@@ -86,23 +90,54 @@ def test_cache_round_trip_and_second_prompt_set_reuses_features(tiny_model, fold
 
 
 def test_cache_ignores_corrupt_entries(tmp_path):
-    cache = FeatureCache(tmp_path)
+    notes = []
+    cache = FeatureCache(tmp_path, report=notes.append)
     fs = FeatureSet(np.ones((2, 4), np.float32), np.array([1, 1]), np.array([0, 1]), ["a", "b"], ["x", "y"],
                     soft_labels=np.array([[0.5, 0.5], [0.0, 1.0]]), groups={"g": ["u", None]})
-    cache.save("k", fs)
-    back = cache.load("k")
+    path = save_feature_set(cache, "k", fs)
+    assert [p.name for p in tmp_path.iterdir()] == ["k.npz"]  # one file per entry, no temporary left over
+    back = load_feature_set(FeatureCache(tmp_path), "k")
     assert back.from_cache and back.groups == {"g": ["u", None]}
     np.testing.assert_array_equal(back.soft_labels, fs.soft_labels)
-    (tmp_path / "k.npz").write_bytes(b"truncated")
-    assert cache.load("k") is None and cache.load("missing") is None
+    whole = path.read_bytes()
+    for broken in (b"", b"truncated", whole[: len(whole) // 2]):
+        path.write_bytes(broken)
+        assert load_feature_set(FeatureCache(tmp_path, report=notes.append), "k") is None
+    assert len(notes) == 3 and all("unreadable" in n and "recomputing" in n for n in notes)
+    assert load_feature_set(cache, "missing") is None and len(notes) == 3  # a miss is not a notice
 
 
-def test_cache_key_separates_model_split_view_and_limit():
-    key = FeatureCache.key
-    base = key("m", "ferplus", "test", None, {}, None, None)
-    assert len({base, key("m2", "ferplus", "test", None, {}, None, None), key("m", "ferplus", "valid", None, {}, None, None),
-                key("m", "ferplus", "test", None, {}, 10, None), key("m", "ferplus", "test", None, {}, None, "histeq"),
-                key("m", "ferplus", "test", None, {"options": {"frames": 8}}, None, None)}) == 6
+def test_cache_key_separates_model_split_view_limit_and_content(folder):
+    data = get_benchmark("imagefolder").load(folder)
+    spec = RunSpec("imagefolder", root=str(folder))
+    base = spec.feature_key("m", data)
+    variants = [spec.feature_key("m2", data), spec.for_split("valid").feature_key("m", data),
+                RunSpec("imagefolder", root=str(folder), limit=10).feature_key("m", data),
+                RunSpec("imagefolder", root=str(folder), view="histeq").feature_key("m", data),
+                RunSpec("imagefolder", root=str(folder), slices="face").feature_key("m", data)]
+    assert len({base, *variants}) == 6
+    assert spec.feature_key("m", get_benchmark("imagefolder").load(folder)) == base  # same content, same key
+    Image.new("RGB", (40, 40), (1, 2, 3)).save(folder / "sad" / "broken.png")  # a fixed file: new size and mtime
+    assert spec.feature_key("m", get_benchmark("imagefolder").load(folder)) != base
+    renamed = get_benchmark("imagefolder").load(folder)
+    key = spec.feature_key("m", renamed)
+    from emocap.eval.run_spec import rename_classes
+
+    assert rename_classes(renamed, ["a", "b", "c"]) is None and renamed.classes == ["a", "b", "c"]
+    assert spec.feature_key("m", renamed) == key  # class names do not change image features
+
+
+def test_one_decode_path_matches_encode_images(tiny_model, folder):
+    """The eval path decodes each image once and hands it to the model's preprocessing: same features, bit for bit."""
+    clf = ZeroShotClassifier(tiny_model, labels=["happiness", "sadness", "anger"], device="cpu")
+    data = get_benchmark("imagefolder").load(folder)
+    calls = []
+    real = clf.encode_images
+    clf.encode_images = lambda *a, **k: calls.append(1) or real(*a, **k)
+    fs = encode_benchmark(clf, get_benchmark("imagefolder"), data, batch_size=4, progress=False)
+    assert not calls  # the classifier's own load-and-decode pass is not used
+    expected = real([s.source for s in data.samples if "broken" not in s.source], batch_size=4)
+    np.testing.assert_array_equal(fs.features, expected)
 
 
 def test_clip_features_pool_frame_probabilities(tiny_model, tmp_path):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from emocap import ZeroShotClassifier
 from emocap.eval import cli as eval_cli
-from emocap.eval.build import load_results, model_index, update_model_card, write_tables
+from emocap.eval.tables import load_results, model_index, update_model_card, write_tables
 from emocap.eval.explain import explain, region_sentences
 from emocap.metrics import group_metrics, reliability_bins, soft_label_metrics
 from emocap.eval.probe import evaluate_probe, few_shot_indices, fit_probe
@@ -183,3 +183,33 @@ def test_csv_group_annotations_give_per_group_metrics(tmp_path):
                                        "m": {"n": 1, "war": 0.0, "uar": 0.0, "macro_f1": 0.0}}
     with pytest.raises(ValueError, match="lacks the column"):
         get_benchmark("csv").load(tmp_path, "test", group_columns="age")
+
+
+def test_cli_probe_reads_the_test_split_once_and_keeps_class_names(split_folders, tmp_path, tiny_model_dir,
+                                                                  monkeypatch):
+    """Issue 15: a probe run loads each split once (the test split is the CLI's own) and records --class-names."""
+    import dataclasses
+
+    from emocap.eval import registry as benchmarks
+
+    real = benchmarks.BENCHMARKS["imagefolder"]
+    loaded = []
+
+    def counting(root, split, **options):
+        loaded.append(split)
+        return real.loader_function()(root, split, **options)
+
+    monkeypatch.setitem(benchmarks.BENCHMARKS, "imagefolder", dataclasses.replace(real, loader=counting))
+    parser = argparse.ArgumentParser(prog="emocap")
+    eval_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", "--benchmark", "imagefolder", "--root", str(split_folders), "--split", "test",
+                              "--train-split", "train", "--protocol", "linear-probe", "--model", str(tiny_model_dir),
+                              "--class-names", "rage", "joy", "grief", "--out", str(tmp_path / "res"),
+                              "--no-cache", "--no-progress"])
+    assert args.func(args) == 0
+    assert sorted(loaded) == ["test", "train"]
+    (path,) = (tmp_path / "res").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["labels"] == ["rage", "joy", "grief"] and set(record["per_class_recall"]) == {"rage", "joy", "grief"}
+    assert record["benchmark_info"]["class_names_renamed_from"] == ["anger", "happiness", "sadness"]
+    assert "__names-" in path.name

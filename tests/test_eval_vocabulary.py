@@ -265,7 +265,7 @@ def test_cli_vocabulary_errors_and_tuning_note(faces, tmp_path, tiny_model_dir, 
     assert args.func(args) == 0 and "result exists, skipped" in capsys.readouterr().out
 
     # build: tuning runs never reach the tables; report runs get their own row per list
-    from emocap.eval.build import load_results
+    from emocap.eval.tables import load_results
 
     for name in ("behaviour-phrases", "openvocab-report"):
         args = _args(faces, tiny_model_dir, tmp_path, "--vocabulary", name)

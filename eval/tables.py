@@ -1,4 +1,5 @@
-"""``emocap eval build``: merge result JSONs into tables, plots and a model card's model-index block.
+"""Result tables (the ``emocap eval build`` command): merge result JSONs into tables, plots and a model card's
+model-index block.
 
 Flow: ``results/*.json`` (one per run, :mod:`emocap.eval.records`) -> :func:`load_results` (malformed files
 reported, reruns resolved to the newest, ``--limit`` quick checks and tuning word lists left out) ->
