@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import tarfile
 import threading
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Union
 from PIL import Image
 
 from emocap import taxonomy
+from emocap.caption_records import parse_record, record_label
 from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 
 from .benchmarks import (
@@ -193,8 +193,8 @@ def load_webdataset(root: Path, split: Optional[str], labels=None) -> BenchmarkD
             record, raw = {}, None
             try:
                 if "json" in members:
-                    record = json.loads(tar.extractfile(members["json"]).read().decode("utf-8"))
-                    raw = record.get("label") if isinstance(record, dict) else None
+                    record = parse_record(tar.extractfile(members["json"]).read(), where)
+                    raw = record_label(record)
                 elif "cls" in members:
                     raw = int(tar.extractfile(members["cls"]).read().decode("utf-8").strip())
             except (ValueError, UnicodeDecodeError) as e:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emocap.captioning import build as build_mod
-from emocap.captioning.build import build_captions
+from emocap.captioning import shards as build_mod
+from emocap.captioning.shards import build_captions
 from emocap.captioning.cli import run as caption_run
 from emocap.captioning.facts import facts_from_distribution
 from emocap.captioning.sources import ferplus_source, imagefolder_source
