@@ -31,8 +31,8 @@ import numpy as np
 import webdataset  # noqa: F401  (imported before the clock starts, as a long run would have it)
 from PIL import Image
 
-from emocap.captioning.analysis import FaceAnalyzer, build_reference
-from emocap.captioning.build import build_captions
+from emocap.face_analysis import FaceAnalyzer, build_reference
+from emocap.captioning.shards import build_captions
 from emocap.captioning.sources import Sample, ferplus_source
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

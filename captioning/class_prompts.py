@@ -4,7 +4,7 @@ Beside the caption flow: the same writers (``writers.py``) turn class names into
 ``emocap.prompts`` reads (the classifier's and trainer's hard prompts). A model writer gets one request per class
 and granularity, asking for a JSON list of sentences about visible facial behaviour; the answer is validated
 (a list of strings, the level's length limits, no emotion named that the class name does not contain) and
-falls back to FACS sentences built from the emotion prototypes (``facs.py``), recorded per class. With the
+falls back to FACS sentences built from the emotion prototypes (``facs_knowledge.py``), recorded per class. With the
 template writer the FACS sentences are the output (offline).
 
 Labels may be new words outside the taxonomy (``pain``, ``boredom``): a model writer describes them; the template
@@ -26,8 +26,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from emocap import taxonomy
 from emocap.prompts import PromptSet, load_prompt_set
 
-from .facs import ACTION_UNITS, EMOTION_PROTOTYPES
-from .writers import ModelWriter, WriterError, emotions_named, first_json
+from .facs_knowledge import ACTION_UNITS, EMOTION_PROTOTYPES
+from .model_writer import ModelWriter, WriterError, emotions_named, first_json
 
 LEVELS: Dict[str, Tuple[int, int, str]] = {
     # level -> (min words, max words, instruction)

@@ -143,7 +143,17 @@ def _writer_from_args(args):
 
 
 def run(args) -> int:
-    from .build import build_captions, parts_from_env
+    """``emocap caption [build]``; Ctrl-C ends it with one line and exit status 130, the run left resumable."""
+    try:
+        return _build(args)
+    except KeyboardInterrupt:
+        print(f"emocap caption: interrupted; complete shards in {args.out} are kept, rerun the same command "
+              "to resume", file=sys.stderr)
+        return 130
+
+
+def _build(args) -> int:
+    from .shards import build_captions, parts_from_env
     from .sources import get_source
 
     if not args.root or not args.out:
@@ -161,7 +171,7 @@ def run(args) -> int:
         writer = _writer_from_args(args)
         analyzer = None
         if args.face_analysis != "none":
-            from .analysis import FaceAnalyzer
+            from emocap.face_analysis import FaceAnalyzer
 
             analyzer = FaceAnalyzer(args.face_analysis, detect=args.detect_faces)
     except (FileNotFoundError, ValueError, KeyError, ImportError, RuntimeError) as e:
@@ -172,11 +182,15 @@ def run(args) -> int:
         return _error(f"{args.root}: no samples to caption")
     shards = [int(x) for x in args.shards.split(",")] if args.shards else None
     prefix = f"{args.dataset}-{split}" if split else args.dataset
-    report = build_captions(
-        samples, args.out, writer=writer, shard_size=args.shard_size, prefix=prefix, label_problems=problems,
-        progress=not args.quiet, shard_indices=shards, analyzer=analyzer, dedup=not args.no_dedup,
-        workers=args.workers, num_parts=num_parts, part=part,
-    )
+    settings = {"dataset": args.dataset, "split": split, "limit": args.limit}
+    try:
+        report = build_captions(
+            samples, args.out, writer=writer, shard_size=args.shard_size, prefix=prefix, label_problems=problems,
+            progress=not args.quiet, shard_indices=shards, analyzer=analyzer, dedup=not args.no_dedup,
+            workers=args.workers, num_parts=num_parts, part=part, settings=settings,
+        )
+    except ValueError as e:  # settings that differ from the folder's run, colliding sample keys
+        return _error(str(e))
     print(f"wrote {report['samples_written']} captioned samples in {report['shards']} shards to {args.out}"
           + (f" (part {part} of {num_parts})" if num_parts > 1 else ""))
     if report["resumed_samples"]:
@@ -245,9 +259,12 @@ def run_stats(args) -> int:
 def run_export(args) -> int:
     from .stats import export_imagefolder
 
+    renamed: list = []
     try:
-        n = export_imagefolder(Path(args.shards), Path(args.out), args.split)
-    except FileNotFoundError as e:
+        n = export_imagefolder(Path(args.shards), Path(args.out), args.split, renamed=renamed)
+    except (FileNotFoundError, ValueError) as e:  # UnsafePathError: a member would land outside --out
         return _error(str(e))
     print(f"wrote {n} images + metadata.jsonl to {Path(args.out) / args.split}")
+    if renamed:
+        print(f"{len(renamed)} images renamed because their keys collided, e.g. {renamed[0]}")
     return 0

@@ -1,6 +1,6 @@
 """OpenAI-compatible chat endpoint writer (vLLM, llama.cpp server, text-generation-inference, hosted APIs).
 
-A writer of the caption flow (facts -> **writer** -> shards); see ``writers.py`` for the prompt, validation and
+A writer of the caption flow (facts -> **writer** -> shards); see ``model_writer.py`` for the prompt, validation and
 template fallback it shares with the local transformers writer. This module only talks HTTP: ``POST
 {base_url}/chat/completions`` with the standard body, the key from an environment variable (never from the command
 line, so it does not land in shell history or the run's report), retries with exponential backoff on connection
@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from typing import Dict, List, Optional
 
-from .writers import ModelWriter, WriterError
+from .model_writer import ModelWriter, WriterError
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

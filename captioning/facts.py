@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 from emocap import taxonomy
 
-from .facs import ACTION_UNITS, CO_OCCURRENCE, EMOTION_PROTOTYPES, REGIONS, aus_for_region
+from .facs_knowledge import ACTION_UNITS, CO_OCCURRENCE, EMOTION_PROTOTYPES, REGIONS, aus_for_region
 
 PRIOR_AU_THRESHOLD = 0.25
 ACTIVE_AU_THRESHOLD = 0.2  # an estimated or annotated AU at or above this intensity is "active"

@@ -1,7 +1,7 @@
 """Local LLM / VLM caption writer through transformers (a model folder or a hub id; safetensors only).
 
 A writer of the caption flow (facts -> **writer** -> shards); the prompt, validation and template fallback are
-``writers.ModelWriter``'s. A text model (``vision=False``) gets the facts; a vision-language model
+``model_writer.ModelWriter``'s. A text model (``vision=False``) gets the facts; a vision-language model
 (``vision=True``, loaded with ``AutoModelForImageTextToText`` and ``AutoProcessor``) also sees the face image.
 Generation is greedy by default, so a rerun writes the same captions. Weights are loaded with
 ``use_safetensors=True`` and without remote code: nothing is unpickled.
@@ -13,7 +13,7 @@ import io
 import threading
 from typing import Dict, List, Optional
 
-from .writers import ModelWriter
+from .model_writer import ModelWriter
 
 
 def _plain_prompt(messages: List[Dict[str, str]]) -> str:

@@ -11,6 +11,7 @@ against the labels. ``write_stats_report`` adds ``stats.md`` and PNG plots (matp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import tarfile
@@ -20,14 +21,21 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .action_units import AUS
+from emocap.caption_records import IMAGE_EXTS, parse_record, record_captions, record_image, split_member_name
+from emocap.face_analysis.action_units import AUS
+from emocap.safe_paths import resolve_under
 
 WORD = re.compile(r"[a-z']+")
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "bmp")
 
 
 def iter_shard_samples(shard_dir: Path, with_images: bool = False) -> Iterator[Tuple[str, dict, Optional[Tuple[str, bytes]]]]:
     """(key, record, (ext, image bytes) or None) for every sample in the folder's shards, in order."""
+    for _, key, rec, image in _iter_samples(shard_dir, with_images):
+        yield key, rec, image
+
+
+def _iter_samples(shard_dir: Path, with_images: bool):
+    """(shard, key, record, image) for every sample, in order (the shard path names errors and collisions)."""
     shards = sorted(Path(shard_dir).glob("*.tar"))
     if not shards:
         raise FileNotFoundError(f"{shard_dir}: no .tar caption shards")
@@ -37,16 +45,16 @@ def iter_shard_samples(shard_dir: Path, with_images: bool = False) -> Iterator[T
             for m in tar:
                 if not m.isfile():
                     continue
-                key, _, ext = m.name.partition(".")
+                key, ext = split_member_name(m.name)
                 if ext != "json" and not (with_images and ext in IMAGE_EXTS):
                     continue
                 entry = pending.setdefault(key, {})
                 entry[ext] = tar.extractfile(m).read()
-                if "json" in entry and (not with_images or any(e in entry for e in IMAGE_EXTS)):
-                    rec = json.loads(entry.pop("json"))
-                    image = next(((e, entry[e]) for e in IMAGE_EXTS if e in entry), None)
+                if "json" in entry and (not with_images or record_image(entry) is not None):
+                    rec = parse_record(entry.pop("json"), f"{shard}: member {m.name!r}")
+                    image = record_image(entry)
                     del pending[key]
-                    yield key, rec, image
+                    yield shard, key, rec, image
 
 
 def caption_stats(shard_dir: Path) -> dict:
@@ -191,31 +199,65 @@ def write_stats_report(shard_dir: Path, out_dir: Optional[Path] = None) -> dict:
     return stats
 
 
-def export_imagefolder(shard_dir: Path, out_dir: Path, split: str = "train") -> int:
-    """Write ``out_dir/<split>/<key>.<ext>`` and ``out_dir/<split>/metadata.jsonl``; returns the sample count."""
+def _export_name(folder: Path, shard: Path, key: str, ext: str, taken: Dict[str, str],
+                 renamed: List[str]) -> Tuple[str, Path]:
+    """The file name (relative to ``folder``) of one exported image: refused when it would land outside
+    ``folder``; a name another sample already took (two shards with one key, names equal but for case) gets a
+    short hash of its shard and key, so no export overwrites another."""
+    name = f"{key}.{ext}"
+    target = resolve_under(folder, name, what=f"{shard}: image member")
+    if name.lower() in taken:
+        digest = hashlib.sha1(f"{shard.name}/{key}".encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        new = f"{key}-{digest}.{ext}"
+        if new.lower() in taken:
+            raise ValueError(f"{shard}: image member {name!r} collides with {taken[name.lower()]} even after renaming")
+        renamed.append(f"{shard}: {name} (also in {taken[name.lower()]}) -> {new}")
+        name, target = new, resolve_under(folder, new, what=f"{shard}: image member")
+    taken[name.lower()] = f"{shard.name}/{key}"
+    return name, target
+
+
+def export_imagefolder(shard_dir: Path, out_dir: Path, split: str = "train",
+                       renamed: Optional[List[str]] = None) -> int:
+    """Write ``out_dir/<split>/<key>.<ext>`` and ``out_dir/<split>/metadata.jsonl``; returns the image count.
+
+    Every file stays under ``out_dir/<split>``: a member named with an absolute path or ``..`` raises
+    :class:`~emocap.safe_paths.UnsafePathError` naming the shard and member. Keys that would collide are given a
+    suffix (listed in ``renamed``) instead of overwriting each other, so the count is the number of files written."""
     folder = Path(out_dir) / split
     folder.mkdir(parents=True, exist_ok=True)
+    renamed = [] if renamed is None else renamed
+    taken: Dict[str, str] = {}
     n = 0
     tmp = folder / "metadata.jsonl.tmp"
-    with open(tmp, "w", encoding="utf-8") as meta:
-        for key, rec, image in iter_shard_samples(shard_dir, with_images=True):
-            if image is None:
-                continue
-            ext, data = image
-            name = f"{key}.{ext}"
-            (folder / name).write_bytes(data)
-            facts = rec["facts"]
-            row = {
-                "file_name": name,
-                "label": rec["label"],
-                "caption": rec["captions"]["global"],
-                "local": list(rec["captions"]["local"]),
-                "summary": rec["captions"]["summary"],
-                "active_aus": [f"AU{a}" for a in sorted(facts.get("aus", {}), key=int)],
-                "soft_label": json.dumps(rec.get("soft_label", {}), sort_keys=True),
-                "writer": rec.get("writer", "unknown"),
-            }
-            meta.write(json.dumps(row, ensure_ascii=False) + "\n")
-            n += 1
+    try:
+        with open(tmp, "w", encoding="utf-8") as meta:
+            for shard, key, rec, image in _iter_samples(shard_dir, with_images=True):
+                if image is None:
+                    continue
+                ext, data = image
+                name, target = _export_name(folder, shard, key, ext, taken, renamed)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                meta.write(json.dumps(_metadata_row(name, rec), ensure_ascii=False) + "\n")
+                n += 1
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(folder / "metadata.jsonl")
     return n
+
+
+def _metadata_row(name: str, rec: dict) -> dict:
+    facts = rec["facts"]
+    captions = record_captions(rec)
+    return {
+        "file_name": name,
+        "label": rec["label"],
+        "caption": captions["global"],
+        "local": list(captions["local"]),
+        "summary": captions["summary"],
+        "active_aus": [f"AU{a}" for a in sorted(facts.get("aus", {}), key=int)],
+        "soft_label": json.dumps(rec.get("soft_label", {}), sort_keys=True),
+        "writer": rec.get("writer", "unknown"),
+    }

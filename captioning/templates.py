@@ -16,7 +16,7 @@ import random
 import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .facs import ACTION_UNITS, REGION_NAMES, intensity_word
+from .facs_knowledge import ACTION_UNITS, REGION_NAMES, intensity_word
 from .facts import Facts
 
 # emotion -> (nouns, adjectives) used in captions

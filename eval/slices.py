@@ -1,7 +1,7 @@
 """Face-attribute slices: per-sample groups from landmarks, so metrics can be read per mouth state or head pose.
 
-Flow: ``emocap eval --slices face`` -> :func:`face_attributes` (the caption builder's landmark analysis,
-:class:`emocap.captioning.analysis.FaceAnalyzer`, on each decoded image) -> ``groups`` of the
+Flow: ``emocap eval --slices face`` -> :func:`face_attributes` (core's landmark analysis, shared with the caption
+builder: :class:`emocap.face_analysis.FaceAnalyzer`, on each decoded image) -> ``groups`` of the
 :class:`~emocap.eval.features.FeatureSet` (cached with the features) -> per-group WAR/UAR in the result
 (:func:`emocap.metrics.group_metrics`).
 
@@ -33,16 +33,19 @@ def _analyzer():
     analyzer = getattr(_ANALYZERS, "analyzer", None)
     if analyzer is None:  # one per thread: the landmark model is not shared across decode threads
         try:
-            from emocap.captioning.analysis import FaceAnalyzer
-        except ImportError as e:  # pragma: no cover - the captioning extra brings the landmark model
+            from emocap.face_analysis import FaceAnalyzer
+            from emocap.face_analysis.landmarks import LandmarkBackendError
+
+            analyzer = FaceAnalyzer("dlib", detect=False)
+        except (ImportError, LandmarkBackendError) as e:  # pragma: no cover - the captioning extra brings dlib
             raise RuntimeError(f"--slices face needs the captioning extra (pip install 'emocap[captioning]'): {e}")
-        analyzer = _ANALYZERS.analyzer = FaceAnalyzer("dlib", detect=False)
+        _ANALYZERS.analyzer = analyzer
     return analyzer
 
 
 def face_attributes(image: Image.Image) -> Dict[str, Optional[str]]:
     """The slice groups of one aligned face crop (see the module docstring)."""
-    from emocap.captioning.analysis import NoFaceFound
+    from emocap.face_analysis import NoFaceFound
 
     buf = io.BytesIO()
     image.save(buf, format="PNG")

@@ -159,7 +159,7 @@ def ferplus_dir() -> Path:
 def tiny_shards(tmp_path_factory):
     """48 tiny FER+-format train faces (16 in valid) in four classes with clear majorities, captioned into
     shards of 20: ``(FER+ root, shard folder)``, for training tests."""
-    from emocap.captioning.build import build_captions
+    from emocap.captioning.shards import build_captions
     from emocap.captioning.sources import ferplus_source
 
     root = tmp_path_factory.mktemp("fer")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emocap.captioning import build as build_mod
-from emocap.captioning.build import build_captions
+from emocap.captioning import shards as build_mod
+from emocap.captioning.shards import build_captions
 from emocap.captioning.cli import run as caption_run
 from emocap.captioning.facts import facts_from_distribution
 from emocap.captioning.sources import ferplus_source, imagefolder_source
@@ -176,3 +176,49 @@ def test_caption_cli_end_to_end(ferplus_writer, tmp_path, capsys):
     bad = build_parser().parse_args(["caption", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert caption_run(bad) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_caption_record_format_is_written_and_read_by_one_core_module():
+    """emocap.caption_records writes the record the builder stores and reads it back the way training, eval's
+    webdataset loader and the stats do."""
+    import numpy as np
+
+    from emocap.caption_records import (
+        image_member, make_record, parse_record, record_captions, record_image, record_soft_label, split_member_name,
+    )
+    from emocap.train.data import parse_sample
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), 200, dtype=np.uint8), mode="L").save(buf, format="PNG")
+    caps = {"global": "a happy face", "local": ["the lip corners rise"], "summary": "happy.", "writer": "templates",
+            "fallback_reason": "llm: timeout"}
+    sample = make_record(key="k1", image_ext="png", image=buf.getvalue(), source={"path": "a/b.png"},
+                         image_size=(8, 8), label="happiness", soft_label={"happiness": 0.75, "neutral": 0.25},
+                         captions=caps, facts={"aus": {}}, identity="S1")
+    assert sample["txt"] == b"a happy face" and image_member(sample) == "png"
+    assert record_image(sample) == ("png", buf.getvalue())
+    record = parse_record(sample["json"])
+    assert json.dumps(record, ensure_ascii=False, sort_keys=True).encode() == sample["json"]  # sorted: stable bytes
+    assert record["writer"] == "templates" and record["writer_fallback"] == "llm: timeout"
+    assert record["identity"] == "S1" and "face" not in record
+    assert record_captions(record) == {"global": "a happy face", "local": ["the lip corners rise"], "summary": "happy."}
+    assert record_soft_label(record) == {"happiness": 0.75, "neutral": 0.25}
+    assert record_soft_label({"label": "anger"}) == {"anger": 1.0}
+    image, read_caps, soft = parse_sample({**sample, "__key__": "k1"}, "shard.tar", {"happiness": 0, "neutral": 1},
+                                          2, 8, True)
+    assert image.shape == (1, 8, 8) and read_caps == record_captions(record) and soft.tolist() == [0.75, 0.25]
+    with pytest.raises(ValueError, match="shard.tar: k1: unreadable JSON"):
+        parse_record(b"{not json", "shard.tar: k1")
+    with pytest.raises(ValueError, match="not an object"):
+        parse_record(b"[1, 2]")
+    assert split_member_name("dir.v1/key.seg.json") == ("dir.v1/key", "seg.json")
+    assert split_member_name("noext") == ("", "")
+
+
+def test_face_analysis_lives_in_core_and_eval_slices_uses_it():
+    import emocap.eval.slices as slices
+    import emocap.face_analysis as fa
+
+    assert fa.FaceAnalyzer.__module__ == "emocap.face_analysis.analyzer"
+    source = Path(slices.__file__).read_text()
+    assert "emocap.face_analysis" in source and "emocap.captioning" not in source

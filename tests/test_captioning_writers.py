@@ -186,7 +186,7 @@ def tiny_llm_dir(tmp_path_factory):
 
 
 def test_local_llm_writer_runs_end_to_end_and_falls_back(tiny_llm_dir, tmp_path):
-    from emocap.captioning.build import build_captions
+    from emocap.captioning.shards import build_captions
     from emocap.captioning.llm_local import TransformersWriter
     from emocap.captioning.sources import Sample
 

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from emocap import taxonomy
+from emocap.caption_records import image_member, parse_record, record_captions, record_soft_label
 
 
 class DataError(ValueError):
@@ -77,19 +78,19 @@ def _decode(data: bytes, size: int, grayscale: bool) -> np.ndarray:
 def parse_sample(sample: dict, shard, canon_index: Dict[str, int], n_labels: int, size: int, grayscale: bool):
     """One webdataset sample -> (uint8 image [C, H, W], captions dict, soft label [n_labels]), or None when its
     labels put no mass on the training label set. Raises DataError naming the shard for a sample without image."""
-    record = json.loads(sample["json"])
-    image_key = next((k for k in ("png", "jpg", "jpeg", "webp", "bmp") if k in sample), None)
+    record = parse_record(sample["json"], f"{shard}: sample {sample['__key__']}")
+    image_key = image_member(sample)
     if image_key is None:
         raise DataError(f"{shard}: sample {sample['__key__']} has no image")
     soft = np.zeros(n_labels, dtype=np.float32)
-    for label, p in record.get("soft_label", {record["label"]: 1.0}).items():
+    for label, p in record_soft_label(record).items():
         idx = canon_index.get(taxonomy.canonical(label))
         if idx is not None:
             soft[idx] += p
     if soft.sum() <= 0:
         return None
     soft /= soft.sum()
-    return _decode(sample[image_key], size, grayscale), record["captions"], soft
+    return _decode(sample[image_key], size, grayscale), record_captions(record), soft
 
 
 def load_caption_shards(

@@ -18,12 +18,12 @@ CSV rows whose path would lead outside the root (absolute, ``..``) are refused a
 from __future__ import annotations
 
 import functools
-import json
 import tarfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 from emocap import taxonomy
+from emocap.caption_records import parse_record, record_label
 from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from emocap.readers import hf as hf_reader
 from emocap.readers.labelfile import listed_image, read_table
@@ -127,12 +127,6 @@ def load_csv(root: Path, split: Optional[str], labels=None, path_column="path", 
 
 # ------------------------------------------------------------------------------------------------ webdataset
 
-def _caption_record(data: bytes) -> dict:
-    """A sample's ``json`` member (an emocap caption record or any label json); ValueError when unreadable."""
-    record = json.loads(data.decode("utf-8"))
-    return record if isinstance(record, dict) else {}
-
-
 def _soft(record: dict, resolver: ClassResolver):
     dist = record.get("soft_label")
     if not isinstance(dist, dict):
@@ -163,8 +157,8 @@ def _shard_entries(shard: Path, problems: List[Problem]) -> list:
         record, raw = {}, None
         try:
             if "json" in members:
-                record = _caption_record(read_member(shard, members["json"]))
-                raw = record.get("label")
+                record = parse_record(read_member(shard, members["json"]), where)
+                raw = record_label(record)
             elif "cls" in members:
                 raw = int(read_member(shard, members["cls"]).decode("utf-8").strip())
         except (ValueError, UnicodeDecodeError) as e:

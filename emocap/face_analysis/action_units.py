@@ -1,6 +1,6 @@
 """Action units, head pose, eyes, mouth and teeth from 68 landmarks (geometry, no learned AU model).
 
-Second part of the caption flow's evidence side (landmarks -> **action units** -> facts -> writer -> shards).
+Second part of face analysis (landmarks -> **action units**), core; the caption flow turns its readings into facts.
 
 1. ``face_geometry`` turns 68 points into named distances in a face-normalised frame: the eye line is rotated to
    horizontal, the origin is the midpoint between the eye centres and the unit is the inter-ocular distance, so
@@ -145,9 +145,10 @@ class Reference:
         )
 
     def to_dict(self) -> dict:
+        """Full precision (JSON floats round-trip exactly): a caption run resumed from its saved reference.json
+        must read the same AU values as the run that built it (rounding here once changed 150 of them)."""
         return {"basis": self.basis, "count": self.count,
-                "median": {k: round(v, 5) for k, v in self.median.items()},
-                "spread": {k: round(v, 5) for k, v in self.spread.items()}}
+                "median": dict(self.median), "spread": dict(self.spread)}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Reference":

@@ -1,12 +1,13 @@
-"""Face analysis stage: image bytes -> (detect, align, crop) -> landmarks -> AU intensities and face states.
+"""Face analysis: image bytes -> (detect, align, crop) -> landmarks -> AU intensities and face states.
 
-Evidence side of the caption flow (image -> **analysis** -> facts -> writer -> shards). ``FaceAnalyzer`` ties a
+Core, behind the captioning extra (dlib): the evidence side of the caption flow (image -> **analysis** -> facts ->
+writer -> shards) and eval's face slices (``emocap eval --slices face``) both use it. ``FaceAnalyzer`` ties a
 landmark backend (``landmarks.py``) to the geometry (``action_units.py``):
 
 - pre-aligned crops (``detect=False``, e.g. FER+) skip detection: the whole image is the face box;
 - full photos (``detect=True``): the largest detected face is aligned (eyes level) and cropped, and that crop is
   what the shard stores;
-- a dataset's own landmarks win over the backend's, its own AU codes over the estimates (``facts.py``).
+- a dataset's own landmarks win over the backend's, its own AU codes over the estimates (``emocap.captioning.facts``).
 
 AU intensities need a rest-face reference. ``build_reference`` picks it deterministically from the sample list
 (neutral-labelled faces where there are enough, else all faces, evenly spaced), so every process of a split job

@@ -1,7 +1,7 @@
-"""Landmark backends: face boxes and 68-point landmarks (iBUG 300-W order) for the face-analysis stage.
+"""Landmark backends: face boxes and 68-point landmarks (iBUG 300-W order) for face analysis (core).
 
-First part of the caption flow's evidence side (image -> **landmarks** -> action units -> facts -> writer ->
-shards). A backend has two jobs: ``detect(gray)`` finds face boxes in a full photo, ``landmarks(gray, box)`` puts
+First part of face analysis (image -> **landmarks** -> action units), used by the caption flow's evidence side
+and by eval's face slices. A backend has two jobs: ``detect(gray)`` finds face boxes in a full photo, ``landmarks(gray, box)`` puts
 68 points on one face. Pre-aligned crops (FER+) skip detection: the whole image is the face box.
 
 Backends (registry ``LANDMARK_BACKENDS``):
@@ -11,7 +11,7 @@ Backends (registry ``LANDMARK_BACKENDS``):
   was trained on faces of roughly 100-250 px.
 - ``haar-dlib``: OpenCV's Haar cascade (``emocap.faces``) for detection, dlib for landmarks.
 
-A dataset's own landmarks (annotations) bypass the backend entirely (see ``analysis.py``).
+A dataset's own landmarks (annotations) bypass the backend entirely (see ``analyzer.py``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
-"""Caption dataset build: samples -> face analysis -> facts -> captions -> webdataset shards, resumable.
+"""Caption shards: samples -> face analysis -> facts -> captions -> webdataset shards, resumable.
 
 Last step of the caption flow (evidence -> facts -> writer -> **shards**). Samples are assigned to shards by
 position (``index // shard_size``), so every run makes the same shards. A shard is written to ``<name>.tmp``
 and renamed when complete, together with a ``<name>.json`` sidecar (count, skipped samples, writer counts); on
 restart, complete shards are kept and incomplete ones redone, so an interrupted run resumes without losing or
-duplicating samples and ends with the same bytes as an uninterrupted one (tar members carry a fixed mtime).
+duplicating samples and ends with the same bytes as an uninterrupted one (tar members carry a fixed mtime; the
+rest-face reference is saved at full precision). The settings that shape the shards (sample list, shard size,
+writer, face analysis, dedup) are recorded in ``settings.json`` (``run_settings.py``): a rerun into the same folder
+with other settings is refused instead of mixing two runs' shards.
 
 Scale: ``workers`` processes on one machine each write whole shards; ``num_parts``/``part`` (or the ``RANK`` /
 ``WORLD_SIZE`` that ``accelerate launch`` and ``torchrun`` set) give each process or machine the shards
@@ -13,7 +16,8 @@ images, the rest-face reference for AU estimates) is computed deterministically 
 
 Each sample in a shard: ``<key>.png`` (the original image bytes, or the aligned face crop when faces are detected
 in full photos), ``<key>.txt`` (the global caption, which open_clip's own webdataset loader reads) and
-``<key>.json`` (captions, facts, face analysis, provenance).
+``<key>.json`` (captions, facts, face analysis, provenance); the format is core's ``emocap.caption_records``.
+Sample keys must be unique (also ignoring case): colliding keys are refused, never merged.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -32,7 +37,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from PIL import Image
 from tqdm.auto import tqdm
 
+from emocap.caption_records import make_record
+
 from .facts import facts_from_distribution
+from .run_settings import check_settings, run_settings
 from .sources import Sample
 from .templates import TemplateWriter
 
@@ -66,7 +74,7 @@ def prepare_sample(sample: Sample, analyzer=None, duplicate_of: Optional[str] = 
         return None, str(e).split(": ", 1)[-1]
     face, estimates, image_ext = None, None, sample.image_ext
     if analyzer is not None:
-        from .analysis import NoFaceFound
+        from emocap.face_analysis import NoFaceFound
 
         try:
             analysis = analyzer.read(data, sample.landmarks)
@@ -94,28 +102,12 @@ def prepare_sample(sample: Sample, analyzer=None, duplicate_of: Optional[str] = 
 
 def _record(prep: dict, captions: Dict[str, object]) -> Dict[str, bytes]:
     sample, facts = prep["sample"], prep["facts"]
-    record = {
-        "key": sample.key,
-        "source": {**sample.extra, "path": sample.source_file},
-        "image_size": list(prep["size"]),
-        "label": facts.dominant,
-        "soft_label": facts.distribution,
-        "captions": {k: captions[k] for k in ("global", "local", "summary")},
-        "writer": captions.get("writer", "unknown"),
-        "facts": facts.to_dict(),
-    }
-    if captions.get("fallback_reason"):
-        record["writer_fallback"] = captions["fallback_reason"]
-    if prep["face"] is not None:
-        record["face"] = prep["face"]
-    if sample.identity:
-        record["identity"] = sample.identity
-    return {
-        "__key__": sample.key,
-        prep["ext"]: prep["data"],
-        "txt": str(captions["global"]).encode("utf-8"),
-        "json": json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8"),
-    }
+    return make_record(
+        key=sample.key, image_ext=prep["ext"], image=prep["data"],
+        source={**sample.extra, "path": sample.source_file}, image_size=prep["size"],
+        label=facts.dominant, soft_label=facts.distribution, captions=captions, facts=facts.to_dict(),
+        face=prep["face"], identity=sample.identity,
+    )
 
 
 def caption_sample(sample: Sample, writer, analyzer=None, duplicate_of: Optional[str] = None):
@@ -182,7 +174,7 @@ def find_duplicates(samples: Sequence[Sample], progress: bool = False) -> Dict[s
             digest = hashlib.sha256(s.read_bytes()).hexdigest()
         except OSError:
             continue  # reported when the shard is written
-        if digest in first:
+        if digest in first and first[digest] != s.key:
             dup[s.key] = first[digest]
         else:
             first[digest] = s.key
@@ -201,7 +193,7 @@ def parts_from_env(num_parts: Optional[int], part: Optional[int]) -> Tuple[int, 
 
 
 def _prepare_reference(analyzer, samples: Sequence[Sample], out: Path, progress: bool) -> None:
-    from .analysis import NoFaceFound, build_reference, load_reference
+    from emocap.face_analysis import NoFaceFound, build_reference, load_reference
 
     ref_file = out / "reference.json"
     if ref_file.is_file():
@@ -223,6 +215,11 @@ def _prepare_reference(analyzer, samples: Sequence[Sample], out: Path, progress:
 _JOB: Dict[str, object] = {}
 
 
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them (one message, no traceback per worker)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _worker_shard(index: int) -> Dict[str, object]:
     job = _JOB
     samples, size = job["samples"], job["shard_size"]
@@ -234,6 +231,92 @@ def _worker_shard(index: int) -> Dict[str, object]:
 
     path = Path(job["out"]) / SHARD_PATTERN.format(prefix=job["prefix"], index=index)
     return _write_shard(path, samples[index * size:(index + 1) * size], job["writer"], job["analyzer"], job["duplicates"], tick)
+
+
+def check_unique_keys(samples: Sequence[Sample]) -> None:
+    """Refuse sample keys that collide (also ignoring case, as on macOS/Windows file systems): two inputs must
+    never merge into one sample. Readers make keys unique with ``emocap.safe_paths.unique_keys``."""
+    seen: Dict[str, Sample] = {}
+    clashes = []
+    for s in samples:
+        other = seen.setdefault(s.key.lower(), s)
+        if other is not s:
+            clashes.append(f"{other.source_file} and {s.source_file} (key {s.key!r})")
+    if clashes:
+        more = f" and {len(clashes) - 3} more" if len(clashes) > 3 else ""
+        raise ValueError(f"{len(clashes)} sample key collision(s): " + "; ".join(clashes[:3]) + more
+                         + ": keys must be unique (emocap.safe_paths.unique_keys)")
+
+
+def _chunk(samples: Sequence[Sample], index: int, shard_size: int) -> Sequence[Sample]:
+    return samples[index * shard_size:(index + 1) * shard_size]
+
+
+def _shard_path(out: Path, prefix: str, index: int) -> Path:
+    return out / SHARD_PATTERN.format(prefix=prefix, index=index)
+
+
+def _clear_stale(out: Path, prefix: str, todo: Sequence[int]) -> None:
+    """Remove the leftovers of this process's own interrupted shards."""
+    for i in todo:
+        name = SHARD_PATTERN.format(prefix=prefix, index=i)
+        for stale in out.glob(name + "*.tmp"):
+            stale.unlink()
+        (out / (name[:-4] + ".json.tmp")).unlink(missing_ok=True)
+
+
+def _run_parallel(pending: Sequence[int], workers: int, bar, job: Dict[str, object]) -> None:
+    """Write the ``pending`` shards in forked worker processes; Ctrl-C stops them (their shards stay unfinished,
+    to be redone on the next run) and re-raises KeyboardInterrupt here."""
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("l", 0)
+    _JOB.update(job, counter=counter)
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx, initializer=_worker_init)
+    try:
+        futures = {pool.submit(_worker_shard, i) for i in pending}
+        seen = 0
+        while futures:
+            finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
+            for f in finished:
+                f.result()  # re-raise a worker's error
+            now = counter.value
+            bar.update(now - seen)
+            seen = now
+    except BaseException:
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()  # an interrupted shard is redone from scratch on the next run
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown(wait=True)
+    finally:
+        _JOB.clear()
+
+
+def _report(out: Path, prefix: str, metas: List[dict], **fields) -> Dict[str, object]:
+    sizes = {m["shard"]: m["count"] for m in metas}
+    _write_json(out / "sizes.json", sizes)
+    skipped = [s for m in metas for s in m["skipped"]]
+    writer_counts: Dict[str, int] = {}
+    for m in metas:
+        for k, v in m.get("writers", {}).items():
+            writer_counts[k] = writer_counts.get(k, 0) + v
+    fallbacks = [f for m in metas for f in m.get("fallbacks", [])]
+    return {
+        "out_dir": str(out),
+        "shards": len(metas),
+        "shards_expected": fields.pop("shards_expected"),
+        "samples_written": sum(sizes.values()),
+        "samples_skipped": len(skipped),
+        "skipped": skipped,
+        "label_file_problems": fields.pop("label_file_problems"),
+        "resumed_samples": fields.pop("resumed_samples"),
+        "writer": fields.pop("writer"),
+        "writer_counts": writer_counts,
+        "writer_fallbacks": len(fallbacks),
+        "fallbacks": fallbacks,
+        **fields,
+    }
 
 
 def build_captions(
@@ -250,87 +333,56 @@ def build_captions(
     workers: int = 1,
     num_parts: int = 1,
     part: int = 0,
+    settings: Optional[Dict[str, object]] = None,
 ) -> Dict[str, object]:
     """Write (or resume) the shards for ``samples``; returns a report with counts and skipped samples.
 
     ``analyzer`` (a ``FaceAnalyzer``) adds landmark AU estimates and face states; ``dedup`` skips byte-identical
     images after their first occurrence; ``workers`` processes write shards in parallel; ``num_parts``/``part``
     and ``shard_indices`` restrict the work to some shards (to split one job across processes or machines).
+    ``settings``: further options that shape the output (e.g. the CLI's dataset and split), recorded with the
+    builder's own in ``settings.json``; a rerun into ``out_dir`` with other settings raises
+    :class:`~emocap.captioning.run_settings.SettingsChanged`. Colliding sample keys raise ValueError.
     """
     writer = writer or TemplateWriter(seed=0)
     out = Path(out_dir)
+    check_unique_keys(samples)
     out.mkdir(parents=True, exist_ok=True)
+    check_settings(out, run_settings(samples, writer, analyzer, shard_size, prefix, dedup, settings))
     n_shards = max(1, -(-len(samples) // shard_size))
     todo = list(range(n_shards)) if shard_indices is None else [i for i in shard_indices if 0 <= i < n_shards]
     todo = [i for i in todo if i % num_parts == part]
-    for i in todo:  # leftovers of this process's own interrupted shards
-        for stale in out.glob(SHARD_PATTERN.format(prefix=prefix, index=i) + "*.tmp"):
-            stale.unlink()
-        (out / (SHARD_PATTERN.format(prefix=prefix, index=i)[:-4] + ".json.tmp")).unlink(missing_ok=True)
+    _clear_stale(out, prefix, todo)
     started = time.time()
     done_before, pending = 0, []
     for index in todo:
-        path = out / SHARD_PATTERN.format(prefix=prefix, index=index)
+        path = _shard_path(out, prefix, index)
         if path.is_file() and path.with_suffix(".json").is_file():
-            done_before += len(samples[index * shard_size:(index + 1) * shard_size])
+            done_before += len(_chunk(samples, index, shard_size))
         else:
             pending.append(index)
     duplicates = find_duplicates(samples, progress) if dedup and pending else {}
     if analyzer is not None and pending:
         _prepare_reference(analyzer, samples, out, progress)
-    total = sum(len(samples[i * shard_size:(i + 1) * shard_size]) for i in todo)
+    total = sum(len(_chunk(samples, i, shard_size)) for i in todo)
     with tqdm(total=total, initial=done_before, disable=not progress, unit="img", desc=f"captions -> {out}",
               smoothing=0.05) as bar:
         if workers <= 1 or len(pending) <= 1:
             for index in pending:
-                path = out / SHARD_PATTERN.format(prefix=prefix, index=index)
-                chunk = samples[index * shard_size:(index + 1) * shard_size]
-                _write_shard(path, chunk, writer, analyzer, duplicates, bar.update)
+                _write_shard(_shard_path(out, prefix, index), _chunk(samples, index, shard_size), writer, analyzer,
+                             duplicates, bar.update)
         else:
-            ctx = mp.get_context("fork")
-            counter = ctx.Value("l", 0)
-            _JOB.update(samples=samples, shard_size=shard_size, out=str(out), prefix=prefix, writer=writer,
-                        analyzer=analyzer, duplicates=duplicates, counter=counter)
-            try:
-                with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx) as pool:
-                    futures = {pool.submit(_worker_shard, i) for i in pending}
-                    seen = 0
-                    while futures:
-                        finished, futures = wait(futures, timeout=0.5, return_when=FIRST_COMPLETED)
-                        for f in finished:
-                            f.result()  # re-raise a worker's error
-                        now = counter.value
-                        bar.update(now - seen)
-                        seen = now
-            finally:
-                _JOB.clear()
-    metas = [json.loads(p.read_text()) for p in sorted(out.glob(f"{prefix}-*.json"))]
-    sizes = {m["shard"]: m["count"] for m in metas}
-    _write_json(out / "sizes.json", sizes)
-    skipped = [s for m in metas for s in m["skipped"]]
-    writer_counts: Dict[str, int] = {}
-    for m in metas:
-        for k, v in m.get("writers", {}).items():
-            writer_counts[k] = writer_counts.get(k, 0) + v
-    fallbacks = [f for m in metas for f in m.get("fallbacks", [])]
-    report = {
-        "out_dir": str(out),
-        "shards": len(metas),
-        "shards_expected": n_shards if shard_indices is None else None,
-        "samples_written": sum(sizes.values()),
-        "samples_skipped": len(skipped),
-        "skipped": skipped,
-        "label_file_problems": [{"where": w, "reason": r} for w, r in label_problems],
-        "resumed_samples": done_before,
-        "writer": getattr(writer, "name", "unknown"),
-        "writer_counts": writer_counts,
-        "writer_fallbacks": len(fallbacks),
-        "fallbacks": fallbacks,
-        "face_analysis": getattr(analyzer, "name", None),
-        "duplicates": len(duplicates),
-        "part": [part, num_parts],
-        "seconds": round(time.time() - started, 2),
-    }
+            _run_parallel(pending, workers, bar, dict(samples=samples, shard_size=shard_size, out=str(out),
+                                                      prefix=prefix, writer=writer, analyzer=analyzer,
+                                                      duplicates=duplicates))
+    metas = [json.loads(_shard_path(out, prefix, i).with_suffix(".json").read_text())
+             for i in range(n_shards) if _shard_path(out, prefix, i).with_suffix(".json").is_file()]
+    report = _report(
+        out, prefix, metas, shards_expected=n_shards if shard_indices is None else None,
+        label_file_problems=[{"where": w, "reason": r} for w, r in label_problems], resumed_samples=done_before,
+        writer=getattr(writer, "name", "unknown"), face_analysis=getattr(analyzer, "name", None),
+        duplicates=len(duplicates), part=[part, num_parts], seconds=round(time.time() - started, 2),
+    )
     _write_json(out / ("report.json" if num_parts == 1 else f"report-part{part}.json"), report)
     return report
 
