@@ -155,7 +155,15 @@ def test_extra_tensors_round_trip(trained_like, tmp_path):
     prompts = torch.randn(4, 32)
     save_model(trained_like, tmp_path / "m", extra_tensors={"learned_prompts": prompts})
     em = load_model(str(tmp_path / "m"))
-    torch.testing.assert_close(em.meta["extra_tensors"]["learned_prompts"], prompts)
+    torch.testing.assert_close(em.extra_tensors["learned_prompts"], prompts)
+    json.dumps(em.meta)  # the metadata stays plain JSON: tensors never ride in it
+    assert "extra_tensors" not in em.meta
+    # saving a loaded model again keeps its extra tensors (they are the model's own, like its meta)
+    again = load_model(str(save_model(em, tmp_path / "again")))
+    torch.testing.assert_close(again.extra_tensors["learned_prompts"], prompts)
+    assert not (save_model(em, tmp_path / "none", extra_tensors={}) / "emocap_extra.safetensors").exists()
+    with pytest.raises(TypeError, match="plain JSON.*'bad'"):
+        save_model(em, tmp_path / "bad", meta={"bad": prompts})
 
 
 def test_config_without_weights_is_an_error(saved, tmp_path):
