@@ -150,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = command.load()
         except ImportError as e:  # a stage whose extra is not installed
-            p = sub.add_parser(command.name, help=f"(unavailable: {e}; pip install 'emocap[{command.name}]')")
-            p.set_defaults(func=lambda args, err=e, s=command.name: _missing(s, err))
+            extra = _extra_for(command)
+            p = sub.add_parser(command.name, help=f"(unavailable: {e}; pip install 'emocap[{extra}]')")
+            p.set_defaults(func=lambda args, err=e, s=command.name, x=extra: _missing(s, err, x))
             continue
         module.add_parser(sub)
     return parser
@@ -167,8 +168,16 @@ def stage_commands() -> list:
     return out
 
 
-def _missing(stage, err) -> int:
-    print(f"emocap {stage}: unavailable ({err}); install it with: pip install 'emocap[{stage}]'", file=sys.stderr)
+def _extra_for(command) -> str:
+    """The pip extra a stage command needs: the one named like the stage's package (``emocap.captioning.cli`` ->
+    ``captioning``) when the distribution declares it, else ``all``."""
+    parts = command.value.split(":")[0].split(".")
+    declared = (command.dist.metadata.get_all("Provides-Extra") or []) if command.dist is not None else []
+    return parts[1] if len(parts) > 1 and parts[1] in declared else "all"
+
+
+def _missing(command: str, err: Exception, extra: str) -> int:
+    print(f"emocap {command}: unavailable ({err}); install it with: pip install 'emocap[{extra}]'", file=sys.stderr)
     return 2
 
 
