@@ -274,3 +274,22 @@ def test_open_clip_baselines_load_by_architecture_and_pretrained(tmp_path, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="cannot fetch hf-hub:timm/"):
         load_open_clip_model("ViT-B-16", "openai", cache_dir=str(tmp_path / "hub"))
+
+
+def test_model_ids_are_parsed_in_one_place(tmp_path):
+    from emocap.model_files import local_model_dir
+    from emocap.model_ids import ModelId, parse_model_id
+
+    cases = {None: ("default", ""), "default": ("default", ""), "hf-hub:org/repo": ("hf-hub", "org/repo"),
+             "local-dir:/x/y": ("local-dir", "/x/y"), "open_clip:ViT-B-16/openai": ("open_clip", "ViT-B-16/openai"),
+             "runs/best": ("path", "runs/best"), "C:/models/m": ("path", "C:/models/m")}
+    for text, (scheme, value) in cases.items():
+        parsed = parse_model_id(text)
+        assert (parsed.scheme, parsed.value) == (scheme, value)
+        assert str(parsed) == (text or "default") and parse_model_id(parsed) is parsed
+    assert parse_model_id("open_clip:ViT-B-16/openai").arch_and_tag == ("ViT-B-16", "openai")
+    with pytest.raises(ValueError, match="open_clip:<architecture>/<pretrained tag>"):
+        parse_model_id("open_clip:ViT-B-16").arch_and_tag
+    with pytest.raises(ModelLoadError, match="the form is open_clip"):
+        load_model("open_clip:ViT-B-16")
+    assert local_model_dir("hf-hub:org/repo") is None and local_model_dir(ModelId("default")) is not None
