@@ -6,6 +6,11 @@ cached; images are loaded robustly (:mod:`emocap.images`), optionally face-detec
 (:mod:`emocap.faces`), preprocessed with the transforms stored with the model and encoded in batches.
 Scores are a softmax over the scaled cosine similarities between image and class text features.
 
+Inputs are checked at the edge: ``batch_size`` and ``top_k`` must be positive; each image is decoded once (in the
+worker thread that also preprocesses it); an image under :data:`emocap.images.MIN_FACE_SIDE` px on a side is
+classified with a :class:`~emocap.images.SmallImageWarning` naming it; face boxes are always in the coordinates of
+the caller's image (its upright, full-size frame, even when a very large file was downscaled to load it).
+
 Labels are any words or phrases (validated by :func:`emocap.taxonomy.clean_labels`). When two labels get class text
 features at or above :data:`INDISTINGUISHABLE_COSINE` apart, the model cannot tell them apart and an
 :class:`~emocap.taxonomy.IndistinguishableLabelsWarning` names them (once per label set, with the cached features).
@@ -25,14 +30,16 @@ from PIL import Image
 from . import taxonomy
 from . import faces as face_detection
 from .class_weights import class_text_weights
-from .images import ImageInput, load_image
+from .images import (MIN_FACE_SIDE, ImageInput, ImageLoadError, SmallImageWarning, load_image, load_image_with_size,
+                     too_small_for_a_face)
 from .inference import optimize_for_inference
 from .learned_prompts import LearnedPrompts
 from .models import EmocapModel, encode_text_trimmed, load_model
 from .prompts import PromptSet, load_prompt_set
 from .taxonomy import IndistinguishableLabelsWarning
 
-__all__ = ["ZeroShotClassifier", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE"]
+__all__ = ["ZeroShotClassifier", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE",
+           "SmallImageWarning"]
 
 # Class text features this close (cosine) make two labels score almost the same on every image. Picked on the
 # embedded default model (docs/labels.md): the basic-8 names are at most 0.893 apart, the README's joy / rage /
@@ -79,9 +86,9 @@ class ZeroShotClassifier:
         it changes the module in place, so it is off for models passed in by the caller."""
         self.model = model
         self.device = _pick_device(device)
-        self.model.model.to(self.device).eval()
+        self.clip.to(self.device).eval()
         self.folded_batchnorms, self.channels_last = (
-            optimize_for_inference(self.model.model, self.device) if optimize else (0, False))
+            optimize_for_inference(self.clip, self.device) if optimize else (0, False))
         meta = model.meta
         self.labels: List[str] = taxonomy.label_set(labels if labels is not None else meta.get("labels", "basic8"))
         if prompts is None and meta.get("prompts"):
@@ -90,7 +97,7 @@ class ZeroShotClassifier:
             self.prompt_set = load_prompt_set(prompts)
         # soft prompts learned in training (MPA-FER) replace the hand prompts when the model has them, the
         # caller kept the model's own prompts and the prompts cover the labels asked for
-        self.learned_prompts = LearnedPrompts.from_meta(meta) if (use_learned_prompts and prompts is None) else None
+        self.learned_prompts = LearnedPrompts.from_model(model) if (use_learned_prompts and prompts is None) else None
         if not self._uses_learned_prompts(self.labels, self.prompt_set):
             for label in self.labels:  # a prompt set without templates must describe every label: say so now
                 self.prompt_set.texts_for(label)
@@ -122,6 +129,11 @@ class ZeroShotClassifier:
     def model_id(self) -> str:
         return self.model.model_id
 
+    @property
+    def clip(self) -> torch.nn.Module:
+        """The open_clip module that encodes images and texts (``self.model`` is the loaded EmocapModel)."""
+        return self.model.clip
+
     # ------------------------------------------------------------------ text side
     @torch.inference_mode()
     def class_text_features(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None) -> torch.Tensor:
@@ -137,7 +149,7 @@ class ZeroShotClassifier:
         if key in self._text_cache:
             return self._text_cache[key]
         if self._uses_learned_prompts(labels, prompt_set):
-            feats = self.learned_prompts.text_features(self.model.model, self.model.tokenizer, labels)
+            feats = self.learned_prompts.text_features(self.clip, self.model.tokenizer, labels)
         else:
             feats = class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
         self._text_cache[key] = feats
@@ -166,7 +178,7 @@ class ZeroShotClassifier:
         feats = []
         for s in range(0, len(texts), batch_size):
             tokens = self.model.tokenizer(list(texts[s:s + batch_size])).to(self.device)
-            feats.append(encode_text_trimmed(self.model.model, tokens).float())
+            feats.append(encode_text_trimmed(self.clip, tokens).float())
         return torch.cat(feats)
 
     def _uses_learned_prompts(self, labels: Sequence[str], prompt_set: PromptSet) -> bool:
@@ -184,50 +196,78 @@ class ZeroShotClassifier:
             image = image.convert("L")
         return self.model.preprocess(image)
 
+    def prepare_image(self, image: ImageInput) -> torch.Tensor:
+        """One input loaded (decoded only if it is not already an image) and preprocessed for the image tower, as
+        :meth:`encode_images` does for each image; callers that decode in their own threads (eval) use this with
+        :meth:`encode_prepared`."""
+        return self._prepare(load_image(image))
+
+    def encode_prepared(self, batch: List[torch.Tensor]) -> torch.Tensor:
+        """[n, D] normalised features of tensors from :meth:`prepare_image`."""
+        return self._encode_tensors(batch)
+
     @torch.inference_mode()
     def _encode_tensors(self, batch: List[torch.Tensor]) -> torch.Tensor:
         x = torch.stack(batch).to(self.device)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model.model.encode_image(x, normalize=True).float()
-
-    def _load_and_prepare(self, image: ImageInput) -> torch.Tensor:
-        return self._prepare(load_image(image))
+        return self.clip.encode_image(x, normalize=True).float()
 
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
         """[N, D] L2-normalised image features. Raises ImageLoadError naming the first bad input.
 
-        Each batch is decoded and preprocessed by a small thread pool (PIL releases the GIL while decoding), then
-        encoded. Decoding deliberately does not overlap the encoder: torch's intra-op threads use every core, and
-        on small CPUs oversubscribing them costs more than the overlap saves (measured in benchmarks/speed.py).
-        Only one batch of decoded images is held at a time, so memory stays flat for any number of files.
+        Each batch is decoded and preprocessed by a small thread pool (PIL releases the GIL while decoding), each
+        image once, then encoded. Decoding deliberately does not overlap the encoder: torch's intra-op threads use
+        every core, and on small CPUs oversubscribing them costs more than the overlap saves (measured in
+        benchmarks/speed.py). Only one batch of decoded images is held at a time, so memory stays flat for any
+        number of files.
         """
-        out = []
-        workers = self.decode_workers if len(images) > 1 else 1
-        pool = ThreadPoolExecutor(workers) if workers > 1 else None
-        try:
+        return self._encode(self._as_list(images), _positive("batch_size", batch_size), "raise")[0]
+
+    def _encode(self, images: Sequence[ImageInput], batch_size: int, on_error: str, names: bool = True
+                ) -> Tuple[np.ndarray, Dict[int, ImageLoadError]]:
+        """Features of the images that load, in order, and ``{index: ImageLoadError}`` for those that do not
+        (``on_error="raise"``: the first one is raised). ``names``: warn about small inputs by their name."""
+        out, errors = [], {}
+        with _Mapper(self.decode_workers, len(images)) as mapper:
             for s in range(0, len(images), batch_size):
-                chunk = images[s:s + batch_size]
-                batch = list(pool.map(self._load_and_prepare, chunk)) if pool else [self._load_and_prepare(im) for im in chunk]
-                out.append(self._encode_tensors(batch).cpu())
-        finally:
-            if pool is not None:
-                pool.shutdown()
+                jobs = list(enumerate(images[s:s + batch_size], start=s))
+                batch = []
+                for (i, item), done in zip(jobs, mapper.map(self._decode_and_prepare, jobs)):
+                    if isinstance(done, ImageLoadError):
+                        if on_error == "raise":
+                            raise done
+                        errors[i] = done
+                        continue
+                    tensor, original = done
+                    if names and too_small_for_a_face(original):
+                        _warn_small(_input_name(item, i), original)
+                    batch.append(tensor)
+                if batch:
+                    out.append(self._encode_tensors(batch).cpu())
         if not out:
-            return np.zeros((0, self.text_features.shape[1]), dtype=np.float32)
-        return torch.cat(out).numpy()
+            return np.zeros((0, self.text_features.shape[1]), dtype=np.float32), errors
+        return torch.cat(out).numpy(), errors
+
+    def _decode_and_prepare(self, job: Tuple[int, ImageInput]):
+        """(preprocessed tensor, original size) of one input, or its ImageLoadError (worker threads call this)."""
+        index, item = job
+        try:
+            image, original = load_image_with_size(item, _input_name(item, index))
+        except ImageLoadError as e:
+            return e
+        return self._prepare(image), original
 
     @torch.inference_mode()
     def probs_from_features(self, features: np.ndarray, labels=None, prompt_set=None) -> np.ndarray:
         """Softmax over scaled cosine similarities for precomputed image features."""
         text = self.class_text_features(labels, prompt_set)
         feats = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device)
-        scale = self.model.model.logit_scale.exp().float()
+        scale = self.clip.logit_scale.exp().float()
         return (scale * feats @ text.T).softmax(dim=-1).cpu().numpy()
 
     def predict_proba(self, images: Union[ImageInput, Sequence[ImageInput]], batch_size: int = 64) -> np.ndarray:
         """[N, C] class probabilities in the order of :attr:`labels`."""
-        images = self._as_list(images)
         return self.probs_from_features(self.encode_images(images, batch_size=batch_size))
 
     def predict(
@@ -238,42 +278,72 @@ class ZeroShotClassifier:
         detect_faces: bool = False,
         margin: float = 0.2,
         no_face: str = "raise",
+        on_error: str = "raise",
     ) -> List:
         """Per image, ``[{"label", "score"}, ...]`` sorted by score (the transformers zero-shot pipeline shape).
 
         With ``detect_faces=True``, per image a list of faces, each ``{"box": [x0, y0, x1, y1], "face_score",
-        "predictions": [...]}``. Photos are loaded and searched for faces in parallel threads and all face crops
-        are classified in batches. An image without a face raises :class:`NoFaceFoundError` naming it, or with
-        ``no_face="empty"`` gets an empty list (batch callers such as the CLI report it and go on).
+        "predictions": [...]}``, the box in the input image's own pixel coordinates (upright, full size). Photos
+        are loaded and searched for faces in parallel threads and all face crops are classified in batches. An
+        image without a face raises :class:`NoFaceFoundError` naming it, or with ``no_face="empty"`` gets an empty
+        list (batch callers such as the CLI report it and go on). An input that cannot be loaded raises its
+        :class:`~emocap.images.ImageLoadError`, or with ``on_error="return"`` the error takes its place in the
+        results (as ``asyncio.gather(return_exceptions=True)`` does). ``top_k`` (None: all labels) and
+        ``batch_size`` must be positive integers.
         """
+        if top_k is not None:
+            _positive("top_k", top_k)
+        _positive("batch_size", batch_size)
+        if on_error not in ("raise", "return"):
+            raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
         images = self._as_list(images)
-        if not detect_faces:
-            return [self._ranked(p, top_k) for p in self.predict_proba(images, batch_size=batch_size)]
+        if detect_faces:
+            return self._predict_faces(images, top_k, batch_size, margin, no_face, on_error)
+        feats, errors = self._encode(images, batch_size, on_error)
+        ranked = iter([self._ranked(p, top_k) for p in self.probs_from_features(feats)])
+        return [errors[i] if i in errors else next(ranked) for i in range(len(images))]
+
+    def _predict_faces(self, images: list, top_k, batch_size: int, margin: float, no_face: str, on_error: str) -> list:
         if no_face not in ("raise", "empty"):
             raise ValueError(f"no_face must be 'raise' or 'empty', got {no_face!r}")
+        if not margin >= 0:
+            raise ValueError(f"margin must be a number >= 0 (a fraction of the face box side), got {margin!r}")
 
-        def find(item):
-            photo = load_image(item)
-            return photo, face_detection.detect_faces(photo)
+        def find(job):
+            index, item = job
+            try:
+                photo, original = load_image_with_size(item, _input_name(item, index))
+            except ImageLoadError as e:
+                return e
+            return photo, original, face_detection.detect_faces(photo)
 
-        workers = max(1, min(self.decode_workers, len(images)))
-        with ThreadPoolExecutor(workers) as pool:  # OpenCV and PIL release the GIL while they work
-            found = list(pool.map(find, images))
-        crops, owners = [], []
-        for i, (item, (photo, faces)) in enumerate(zip(images, found)):
+        with _Mapper(self.decode_workers, len(images)) as mapper:  # OpenCV and PIL release the GIL while they work
+            found = list(mapper.map(find, list(enumerate(images))))
+        crops = []
+        for i, (item, done) in enumerate(zip(images, found)):
+            if isinstance(done, ImageLoadError):
+                if on_error == "raise":
+                    raise done
+                continue
+            photo, original, faces = done
+            if too_small_for_a_face(original):
+                _warn_small(_input_name(item, i), original)
             if not faces and no_face == "raise":
-                name = os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"image {i}"
-                raise NoFaceFoundError(f"{name}: no face found")
-            for face in faces:
-                crops.append(face_detection.crop_face(photo, face, margin=margin))
-                owners.append(i)
-        probs = self.predict_proba(crops, batch_size=batch_size) if crops else np.zeros((0, len(self.labels)))
-        results: List[list] = [[] for _ in images]
+                raise NoFaceFoundError(f"{_input_name(item, i)}: no face found")
+            crops.extend(face_detection.crop_face(photo, face, margin=margin) for face in faces)
+        feats = self._encode(crops, batch_size, "raise", names=False)[0] if crops else None
+        probs = self.probs_from_features(feats) if crops else np.zeros((0, len(self.labels)))
+        results: List = []
         k = 0
-        for i, (_, faces) in enumerate(found):
+        for done in found:
+            if isinstance(done, ImageLoadError):
+                results.append(done)
+                continue
+            photo, original, faces = done
+            results.append([])
             for face in faces:
-                results[i].append({"box": list(face.box), "face_score": round(face.score, 3),
-                                   "predictions": self._ranked(probs[k], top_k)})
+                results[-1].append({"box": _box_in(face, photo.size, original), "face_score": round(face.score, 3),
+                                    "predictions": self._ranked(probs[k], top_k)})
                 k += 1
         return results
 
@@ -286,6 +356,53 @@ class ZeroShotClassifier:
         if isinstance(images, (str, Image.Image, np.ndarray)) or hasattr(images, "__fspath__"):
             return [images]
         return list(images)
+
+
+def _positive(name: str, value) -> int:
+    """``value`` if it is an integer >= 1, else a ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _input_name(item, index: int) -> str:
+    """How messages name an input: its path, or its position and type."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    return f"image {index} ({type(item).__name__})"
+
+
+def _warn_small(name: str, size: Tuple[int, int]) -> None:
+    warnings.warn(SmallImageWarning(
+        f"{name}: image is {size[0]}x{size[1]} px, under {MIN_FACE_SIDE} px on a side: too small to hold a face; "
+        "its scores mean little"), stacklevel=4)
+
+
+def _box_in(face: face_detection.FaceBox, loaded: Tuple[int, int], original: Tuple[int, int]) -> List[int]:
+    """``face``'s box (found on the loaded image of size ``loaded``) in the original image's pixel coordinates."""
+    if loaded == original:
+        return list(face.box)
+    sx, sy = original[0] / loaded[0], original[1] / loaded[1]
+    return [min(int(round(face.x0 * sx)), original[0]), min(int(round(face.y0 * sy)), original[1]),
+            min(int(round(face.x1 * sx)), original[0]), min(int(round(face.y1 * sy)), original[1])]
+
+
+class _Mapper:
+    """``map`` over a thread pool of up to ``workers`` threads (none for a single item); a context manager."""
+
+    def __init__(self, workers: int, n_items: int):
+        workers = max(1, min(workers, n_items))
+        self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def map(self, fn, items):
+        return self._pool.map(fn, items) if self._pool is not None else map(fn, items)
+
+    def __enter__(self) -> "_Mapper":
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self._pool is not None:  # on an error or Ctrl-C, queued items are dropped instead of run
+            self._pool.shutdown(cancel_futures=exc_type is not None)
 
 
 def close_label_pairs(features: torch.Tensor, labels: Sequence[str], threshold: float, block: Optional[int] = None,

@@ -1,15 +1,18 @@
-"""The ``emocap`` command: ``classify`` lives here; ``caption``, ``train`` and ``eval`` are registered by their
-stages (each stage's ``cli.add_parser``), imported only when the package is installed with that stage.
+"""The ``emocap`` command: ``classify`` lives here; the stages' commands (``caption``, ``train``, ``eval``) are
+found through the ``emocap.commands`` entry point group (pyproject.toml), each naming a module with
+``add_parser(subparsers)``, so core imports no stage by name. A stage whose extra is not installed still shows up,
+and running it says what to install.
+
+Ctrl-C ends any command with one line on stderr and exit code 130 (no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-from concurrent.futures import ThreadPoolExecutor
 import json
 import sys
 import warnings
+from importlib.metadata import distributions
 from typing import List, Optional
 
 DESCRIPTION = """emocap: vision-language facial emotion representations.
@@ -30,7 +33,19 @@ CLASSIFY_EXAMPLES = """examples:
   emocap classify faces/ --json > scores.jsonl        # one JSON line per image
 """
 
-STAGES = ("emocap.captioning.cli", "emocap.train.cli", "emocap.eval.cli")
+COMMANDS_GROUP = "emocap.commands"  # entry points: command name -> module with add_parser(subparsers)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse names the option in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
+    return value
 
 
 def _add_classify(subparsers):
@@ -47,9 +62,9 @@ def _add_classify(subparsers):
     p.add_argument("--labels", nargs="+", default=None,
                    help="label names: any words or phrases, quoted when they have spaces (default: the model's labels, basic-8)")
     p.add_argument("--prompts", default=None, help="prompt set: bundled name or JSON file (default: the model's)")
-    p.add_argument("--top-k", type=int, default=3, help="labels to print per image (default 3)")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="labels to print per image (default 3)")
     p.add_argument("--detect-faces", action="store_true", help="detect and crop faces in full photos first")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     p.set_defaults(func=_run_classify)
@@ -57,7 +72,7 @@ def _add_classify(subparsers):
 
 def _run_classify(args) -> int:
     from .classifier import ZeroShotClassifier
-    from .images import ImageLoadError, expand_inputs
+    from .images import ImageLoadError, SmallImageWarning, expand_inputs
     from .models import ModelLoadError
     from .taxonomy import IndistinguishableLabelsWarning
 
@@ -70,35 +85,24 @@ def _run_classify(args) -> int:
     except (ModelLoadError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
         print(f"emocap classify: error: {e}", file=sys.stderr)
         return 2
-    for w in caught:
-        if issubclass(w.category, IndistinguishableLabelsWarning):
-            print(f"emocap classify: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _report_warnings(caught)
     n_done = 0
-    # stream: load, classify and print one chunk at a time, so memory stays flat on folders of any size
-    chunk_size = max(args.batch_size, 1) * 4
-    with ThreadPoolExecutor(clf.decode_workers) as pool:
-        for start in range(0, len(files), chunk_size):
-            chunk = files[start:start + chunk_size]
-            images, names = [], []
-            for f, loaded in zip(chunk, pool.map(_try_load, chunk)):
-                if isinstance(loaded, ImageLoadError):
-                    problems.append((loaded.source, loaded.reason))
-                else:
-                    images.append(loaded)
-                    names.append(str(f))
-            if not images:
-                continue
-            if args.detect_faces:
-                preds = clf.predict(images, top_k=args.top_k, batch_size=args.batch_size, detect_faces=True,
-                                    no_face="empty")
+    # stream: classify and print one chunk at a time, so memory stays flat on folders of any size; the classifier
+    # decodes each file once (its worker threads) and hands back the load error of a file it cannot read
+    chunk_size = args.batch_size * 4
+    for start in range(0, len(files), chunk_size):
+        names = [str(f) for f in files[start:start + chunk_size]]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SmallImageWarning)
+            preds = clf.predict(names, top_k=args.top_k, batch_size=args.batch_size, detect_faces=args.detect_faces,
+                                no_face="empty", on_error="return")
+        _report_warnings(caught)
+        for name, pred in zip(names, preds):
+            if isinstance(pred, ImageLoadError):
+                problems.append((pred.source, pred.reason))
+            elif args.detect_faces and not pred:
+                problems.append((name, "no face found"))
             else:
-                preds = clf.predict(images, top_k=args.top_k, batch_size=args.batch_size)
-            for name, pred in zip(names, preds):
-                if args.detect_faces and not pred:
-                    problems.append((name, "no face found"))
-                    continue
                 n_done += 1
                 _print_prediction(name, pred, args)
     for where, reason in problems:
@@ -108,13 +112,16 @@ def _run_classify(args) -> int:
     return 0 if n_done or not problems else 1
 
 
-def _try_load(path):
-    from .images import ImageLoadError, load_image
+def _report_warnings(caught) -> None:
+    """Print emocap's own warnings as one ``warning:`` line each; others go back to the warnings machinery."""
+    from .images import SmallImageWarning
+    from .taxonomy import IndistinguishableLabelsWarning
 
-    try:
-        return load_image(path)
-    except ImageLoadError as e:
-        return e
+    for w in caught:
+        if issubclass(w.category, (IndistinguishableLabelsWarning, SmallImageWarning)):
+            print(f"emocap classify: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _print_prediction(name: str, pred, args) -> None:
@@ -139,30 +146,58 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emocap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
     _add_classify(sub)
-    for module_name in STAGES:
+    for command in stage_commands():
         try:
-            module = importlib.import_module(module_name)
+            module = command.load()
         except ImportError as e:  # a stage whose extra is not installed
-            stage = module_name.split(".")[1]
-            p = sub.add_parser(stage, help=f"(unavailable: {e}; pip install 'emocap[{stage}]')")
-            p.set_defaults(func=lambda args, err=e, s=stage: _missing(s, err))
+            extra = _extra_for(command)
+            p = sub.add_parser(command.name, help=f"(unavailable: {e}; pip install 'emocap[{extra}]')")
+            p.set_defaults(func=lambda args, err=e, s=command.name, x=extra: _missing(s, err, x))
             continue
         module.add_parser(sub)
     return parser
 
 
-def _missing(stage, err) -> int:
-    print(f"emocap {stage}: unavailable ({err}); install it with: pip install 'emocap[{stage}]'", file=sys.stderr)
+def stage_commands() -> list:
+    """The ``emocap.commands`` entry points (one per command name, in the order the package declares them).
+
+    Read from every installed distribution's metadata, not only the first one of each name: a stale
+    ``emocap.egg-info`` left in the working folder by an old build would otherwise hide the installed commands."""
+    seen, out = set(), []
+    for command in (ep for dist in distributions() for ep in dist.entry_points if ep.group == COMMANDS_GROUP):
+        if command.name not in seen:
+            seen.add(command.name)
+            out.append(command)
+    return out
+
+
+def _extra_for(command) -> str:
+    """The pip extra a stage command needs: the one named like the stage's package (``emocap.captioning.cli`` ->
+    ``captioning``) when the distribution declares it, else ``all``."""
+    parts = command.value.split(":")[0].split(".")
+    declared = (command.dist.metadata.get_all("Provides-Extra") or []) if command.dist is not None else []
+    return parts[1] if len(parts) > 1 and parts[1] in declared else "all"
+
+
+def _missing(command: str, err: Exception, extra: str) -> int:
+    print(f"emocap {command}: unavailable ({err}); install it with: pip install 'emocap[{extra}]'", file=sys.stderr)
     return 2
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
-    return int(args.func(args) or 0)
+    """Run one ``emocap`` command; returns its exit code (130 after Ctrl-C, with one line on stderr)."""
+    command = "emocap"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 1
+        command = f"emocap {args.command}"
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

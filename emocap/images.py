@@ -4,6 +4,17 @@ Handles paths, PIL images and numpy arrays in any mode: grayscale, RGBA/LA (comp
 CMYK, 16-bit and float images (rescaled to 8 bit), EXIF orientation, and very large images (downscaled while
 decoding). Failures raise :class:`ImageLoadError` naming the file and the problem, so batch callers can skip the
 file, report it and go on.
+
+Limits (the input checks at the edge; docs/reliability.md lists the tests that hold them):
+
+* only regular files are opened: a named pipe, device or socket is refused, never read (it could block forever);
+* an image file over :data:`MAX_IMAGE_PIXELS` (150 megapixels, e.g. 12,500 x 12,000) is refused before decoding
+  as a possible decompression bomb; anything up to it is decoded and downscaled to :data:`MAX_SIDE` (4096 px)
+  on its longer side (JPEGs at reduced scale while decoding). :func:`load_image_with_size` also returns the
+  original (upright) size, so callers can map coordinates back to the caller's image;
+* arrays and images without pixels (a (0, 0) array) and arrays holding NaN or infinity are refused;
+* images under :data:`MIN_FACE_SIDE` (16 px) on a side load, but are too small to hold a face:
+  :func:`too_small_for_a_face` says so and the classifier warns (:class:`SmallImageWarning`).
 """
 
 from __future__ import annotations
@@ -16,10 +27,14 @@ from typing import Iterable, Iterator, List, Tuple, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageLoadError", "load_image", "to_rgb", "iter_image_files", "IMAGE_EXTENSIONS", "ImageInput"]
+__all__ = ["ImageLoadError", "load_image", "load_image_with_size", "to_rgb", "iter_image_files", "IMAGE_EXTENSIONS",
+           "ImageInput", "SmallImageWarning", "too_small_for_a_face", "MIN_FACE_SIDE", "MAX_SIDE", "MAX_IMAGE_PIXELS"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 MAX_SIDE = 4096  # larger images are downscaled on load; faces are never that large
+MAX_IMAGE_PIXELS = 150_000_000  # image files above this (width x height) are refused, never decoded
+MIN_FACE_SIDE = 16  # an image with a side under this holds no recognisable face (FER+ faces are 48 px)
+Size = Tuple[int, int]
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
@@ -30,6 +45,16 @@ class ImageLoadError(ValueError):
         self.source = source
         self.reason = reason
         super().__init__(f"{source}: {reason}")
+
+
+class SmallImageWarning(UserWarning):
+    """An image with a side under :data:`MIN_FACE_SIDE` pixels: too small to hold a face; its scores mean little.
+    Issued by :class:`emocap.ZeroShotClassifier` naming the input; ``emocap classify`` prints it."""
+
+
+def too_small_for_a_face(size: Size) -> bool:
+    """Whether an image of ``size`` (width, height) is under :data:`MIN_FACE_SIDE` pixels on a side."""
+    return min(size) < MIN_FACE_SIDE
 
 
 def _rescale_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -78,6 +103,10 @@ def _from_array(arr: np.ndarray, source: str) -> Image.Image:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
         raise ImageLoadError(source, f"array of shape {arr.shape} is not an image (expected HxW, HxWx3 or HxWx4)")
+    if arr.size == 0:
+        raise ImageLoadError(source, f"array of shape {arr.shape} has no pixels")
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise ImageLoadError(source, f"array of shape {arr.shape} holds NaN or infinite values")
     if arr.dtype != np.uint8:
         arr = _rescale_to_uint8(arr)
     if arr.ndim == 2:
@@ -102,47 +131,74 @@ def _signature(path: Path) -> str:
 
 
 def load_image(image: ImageInput, source: str | None = None) -> Image.Image:
-    """Return ``image`` as an upright 8-bit RGB PIL image.
+    """Return ``image`` as an upright 8-bit RGB PIL image (files over :data:`MAX_SIDE` downscaled).
 
-    Raises :class:`ImageLoadError` (a ``ValueError``) with the file name for missing, unreadable, truncated
-    or non-image files.
+    Raises :class:`ImageLoadError` (a ``ValueError``) with the file name for missing, unreadable, truncated,
+    oversized or non-image files, non-regular files (pipes, devices) and arrays without finite pixels.
     """
+    return load_image_with_size(image, source)[0]
+
+
+def load_image_with_size(image: ImageInput, source: str | None = None) -> Tuple[Image.Image, Size]:
+    """``(image, original size)``: :func:`load_image`'s image and the (width, height) of the upright input before
+    any downscaling, the frame that coordinates given back to the caller are in."""
     if isinstance(image, Image.Image):
+        if image.width == 0 or image.height == 0:
+            raise ImageLoadError(source or "<PIL image>", f"image of size {image.size} has no pixels")
         try:
-            return to_rgb(ImageOps.exif_transpose(image) or image)
+            out = to_rgb(ImageOps.exif_transpose(image) or image)
         except Exception as e:  # broken lazy-loaded image
             raise ImageLoadError(source or "<PIL image>", f"cannot decode image ({e})") from None
+        return out, out.size
     if isinstance(image, np.ndarray):
-        return _from_array(image, source or "<array>")
+        out = _from_array(image, source or "<array>")
+        return out, out.size
     if not isinstance(image, (str, os.PathLike)):
         raise ImageLoadError(source or repr(type(image)), f"unsupported input type {type(image).__name__}")
-    path = Path(image)
-    name = source or str(path)
+    return _load_file(Path(image), source or str(image))
+
+
+_TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def _load_file(path: Path, name: str) -> Tuple[Image.Image, Size]:
     if not path.exists():
         raise ImageLoadError(name, "file not found")
     if path.is_dir():
         raise ImageLoadError(name, "is a folder, not an image file")
+    if not path.is_file():
+        raise ImageLoadError(name, "not a regular file (a named pipe, device or socket); give image files or folders")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL's own warning starts at 89 MP; emocap checks its explicit MAX_IMAGE_PIXELS limit itself below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                width, height = im.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ImageLoadError(name, f"image is {width}x{height} = {width * height:,} pixels, over emocap's "
+                                               f"limit of {MAX_IMAGE_PIXELS:,} pixels for one image (decompression "
+                                               "bomb guard); downscale it first")
+                original = (height, width) if im.getexif().get(0x0112, 1) in _TRANSPOSED else (width, height)
                 if max(im.size) > MAX_SIDE:
                     im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at reduced scale
                 im.load()
                 im = ImageOps.exif_transpose(im) or im
                 if max(im.size) > MAX_SIDE:
                     im.thumbnail((MAX_SIDE, MAX_SIDE))
-                return to_rgb(im)
+                return to_rgb(im), original
     except UnidentifiedImageError:
         kind = _signature(path)
         if kind:
             raise ImageLoadError(name, f"corrupt or truncated image (a {kind} header, but it cannot be decoded)") from None
         raise ImageLoadError(name, "not an image file (format not recognised)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageLoadError(name, "image is too large to decode safely (decompression bomb limit)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageLoadError(name, f"image is too large to decode safely ({e}); emocap's limit is "
+                                   f"{MAX_IMAGE_PIXELS:,} pixels") from None
     except OSError as e:
         raise ImageLoadError(name, f"corrupt or truncated image ({e})") from None
     except (ValueError, SyntaxError) as e:
+        if isinstance(e, ImageLoadError):
+            raise
         raise ImageLoadError(name, f"cannot decode image ({e})") from None
 
 
@@ -166,8 +222,10 @@ def expand_inputs(inputs: Iterable[Union[str, os.PathLike]]) -> Tuple[List[Path]
             if not found:
                 problems.append((str(p), f"folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})"))
             files.extend(found)
-        elif p.exists():
+        elif p.is_file():
             files.append(p)
+        elif p.exists():
+            problems.append((str(p), "not a regular file (a named pipe, device or socket); give image files or folders"))
         else:
             problems.append((str(p), "file not found"))
     return files, problems

@@ -2,8 +2,9 @@
 
 Where it sits: ``emocap.train`` learns the context vectors (``train/prompt_learning.py``) and saves them next to
 the weights, in ``emocap_extra.safetensors`` under ``prompt_ctx``, with ``"learned_prompts"`` in the config's
-``emocap`` keys; :class:`emocap.ZeroShotClassifier` reads them back through :meth:`LearnedPrompts.from_meta`
-and uses them for the class text features.
+``emocap`` keys; :class:`emocap.ZeroShotClassifier` reads them back through :meth:`LearnedPrompts.from_model`
+and uses them for the class text features. The tensors travel in ``EmocapModel.extra_tensors``, never in the
+JSON metadata.
 
 A soft prompt for class ``c`` is the token sequence ``[SOT] X X ... X <class name> . [EOT]`` whose ``X``
 embeddings are replaced by ``n_ctx`` learned vectors (one shared set, or one set per class), then run through
@@ -14,7 +15,7 @@ Shared context vectors work for any label name; per-class ones only for the clas
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -96,13 +97,19 @@ class LearnedPrompts:
         return {"n_ctx": int(self.ctx.shape[-2]), "classes": self.classes, "tensor": CTX_KEY}
 
     @classmethod
-    def from_meta(cls, meta: dict) -> Optional["LearnedPrompts"]:
-        """The prompts saved with a loaded model (``EmocapModel.meta``), or None when it has none."""
+    def from_model(cls, model) -> Optional["LearnedPrompts"]:
+        """The prompts saved with a loaded :class:`~emocap.models.EmocapModel` (its ``meta`` says what they are,
+        its ``extra_tensors`` hold them), or None when it has none."""
+        return cls.from_meta(model.meta, model.extra_tensors)
+
+    @classmethod
+    def from_meta(cls, meta: dict, tensors: Optional[Dict[str, torch.Tensor]] = None) -> Optional["LearnedPrompts"]:
+        """The prompts that ``meta["learned_prompts"]`` describes, read from ``tensors`` (the model's extra tensors),
+        or None when ``meta`` lists none. ValueError when it lists them and the tensor is missing."""
         info = meta.get("learned_prompts")
-        tensors = meta.get("extra_tensors") or {}
         if not info:
             return None
         key = info.get("tensor", CTX_KEY)
-        if key not in tensors:
+        if key not in (tensors or {}):
             raise ValueError(f"model config lists learned prompts but emocap_extra.safetensors has no {key!r} tensor")
         return cls(ctx=tensors[key].float(), classes=info.get("classes"))

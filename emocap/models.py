@@ -6,14 +6,18 @@ classifier and eval load them (:func:`load_model`). A saved model is an open_cli
     open_clip_config.json        {"model_cfg": ..., "preprocess_cfg": ..., "emocap": {...emocap's own keys}}
     open_clip_model.safetensors  weights (fp16 or fp32)
 
+    emocap_extra.safetensors     optional: extra tensors (learned prompt vectors), ignored by open_clip
+
 so ``open_clip.create_model_and_transforms("local-dir:<folder>")`` and ``"hf-hub:org/repo"`` load it too.
 emocap's keys: ``labels`` (the label set the model was validated on), ``prompts`` (a prompt set dict with its
 hash), ``grayscale`` (convert input to gray before preprocessing), ``face_crop`` (crop policy for full photos),
-and optionally ``learned_prompts``.
+and optionally ``learned_prompts`` (what the ``prompt_ctx`` extra tensor is). A loaded :class:`EmocapModel` keeps
+the JSON keys in ``meta`` (plain JSON, always) and the extra tensors in ``extra_tensors``.
 
-Model ids: ``None`` or ``"default"`` (the embedded model), a bundled architecture name (random weights, for
-training only), ``hf-hub:org/repo``, ``local-dir:/path`` or a plain folder path. Weights load through
-safetensors only; a folder without a weight file is an error, never a silent random model.
+Model ids (parsed by :func:`emocap.model_ids.parse_model_id`): ``None`` or ``"default"`` (the embedded model), a
+bundled architecture name (random weights, for training only), ``hf-hub:org/repo``, ``local-dir:/path``,
+``open_clip:<arch>/<tag>`` or a plain folder path. Weights load through safetensors only; a folder without a
+weight file is an error, never a silent random model.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .learned_prompts import encode_text_embeddings
-from .model_files import CONFIG_NAME, DEFAULT_MODEL_ID, WEIGHTS_NAME, default_model_dir, local_path
+from .model_files import (CONFIG_NAME, DEFAULT_MODEL_ID, EXTRA_TENSORS_NAME, WEIGHTS_NAME, default_model_dir,
+                          local_path)
+from .model_ids import ModelId, parse_model_id
 
 __all__ = [
     "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
     "ModelLoadError", "DEFAULT_MODEL_ID", "CONFIG_NAME", "WEIGHTS_NAME", "encode_text_trimmed",
-    "load_open_clip_model",
+    "load_open_clip_model", "open_clip_hub_id", "ModelId", "parse_model_id",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,7 +75,12 @@ def list_models() -> Dict[str, List[str]]:
 
 @dataclass
 class EmocapModel:
-    """A loaded model: the open_clip module (in eval mode), its transforms, tokenizer and emocap metadata."""
+    """A loaded model: the open_clip module (in eval mode), its transforms, tokenizer and emocap metadata.
+
+    ``meta`` holds the config's ``emocap`` keys (plain JSON); ``extra_tensors`` the tensors saved beside the
+    weights (``emocap_extra.safetensors``: learned prompt vectors), by name. ``clip`` is the open_clip module
+    (the same object as the ``model`` field, by a name that reads well as ``classifier.model.clip``).
+    """
 
     model: torch.nn.Module
     preprocess: Callable
@@ -79,10 +90,20 @@ class EmocapModel:
     meta: Dict[str, Any] = field(default_factory=dict)
     model_id: str = ""
     path: Optional[Path] = None
+    extra_tensors: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def clip(self) -> torch.nn.Module:
+        """The open_clip module (``CLIP`` or ``CustomTextCLIP``)."""
+        return self.model
+
+    @clip.setter
+    def clip(self, module: torch.nn.Module) -> None:
+        self.model = module
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return next(self.clip.parameters()).device
 
     @property
     def image_size(self) -> int:
@@ -154,32 +175,54 @@ def save_model(
 ) -> Path:
     """Write ``em`` as an open_clip hub folder plus emocap's keys; returns the folder.
 
-    ``fp16`` halves the file (used for the embedded model); ``extra_tensors`` (e.g. learned prompts) are
-    stored in the same safetensors file under an ``emocap.`` prefix, which open_clip ignores on load.
+    ``meta`` (plain JSON) is merged over ``em.meta``. ``fp16`` halves the file (used for the embedded model).
+    ``extra_tensors`` (default: ``em.extra_tensors``; ``{}`` for none) go to ``emocap_extra.safetensors``
+    beside the weights, which open_clip ignores on load.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in em.model.state_dict().items()}
-    if fp16:
-        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    merged_meta = {k: v for k, v in {**em.meta, **(meta or {})}.items() if k != "extra_tensors"}  # tensors: not JSON
+    merged_meta = {**em.meta, **(meta or {})}
     config = {
         "model_cfg": _model_cfg_for_open_clip(em.model_cfg),
         "preprocess_cfg": em.preprocess_cfg,
         "emocap": merged_meta,
     }
+    config_text = _config_json(config, merged_meta)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in em.clip.state_dict().items()}
+    if fp16:
+        state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     tmp_weights = folder / (WEIGHTS_NAME + ".tmp")
     save_file(state, str(tmp_weights), metadata={"format": "pt", "producer": "emocap"})
     os.replace(tmp_weights, folder / WEIGHTS_NAME)
-    if extra_tensors:
-        save_file({k: v.detach().cpu().contiguous() for k, v in extra_tensors.items()}, str(folder / "emocap_extra.safetensors"))
-    (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2), encoding="utf-8")
+    tensors = em.extra_tensors if extra_tensors is None else extra_tensors
+    if tensors:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / EXTRA_TENSORS_NAME))
+    (folder / CONFIG_NAME).write_text(config_text, encoding="utf-8")
     return folder
 
 
-def resolve_model_dir(model_id: Optional[str], cache_dir: Optional[str] = None) -> Path:
+def _config_json(config: Dict[str, Any], meta: Dict[str, Any]) -> str:
+    """The config file's text; a TypeError naming the key when the metadata is not plain JSON."""
+    try:
+        return json.dumps(config, indent=2)
+    except TypeError as e:
+        bad = [k for k, v in meta.items() if not _is_json(v)]
+        raise TypeError(f"model metadata must be plain JSON; key(s) {bad} hold other values ({e}). "
+                        "Tensors go in extra_tensors, not in meta") from None
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except TypeError:
+        return False
+
+
+def resolve_model_dir(model_id: Union[str, ModelId, None], cache_dir: Optional[str] = None) -> Path:
     """Turn a model id into a local folder holding ``open_clip_config.json`` and safetensors weights."""
-    if model_id is None or model_id == DEFAULT_MODEL_ID:
+    parsed = parse_model_id(model_id)
+    if parsed.scheme == "default":
         folder = default_model_dir()
         if not (folder / WEIGHTS_NAME).is_file():
             raise ModelLoadError(
@@ -187,26 +230,32 @@ def resolve_model_dir(model_id: Optional[str], cache_dir: Optional[str] = None) 
                 "reinstall emocap or train it with `emocap train --config default`"
             )
         return folder
-    if model_id.startswith("hf-hub:"):
-        repo = model_id[len("hf-hub:"):]
-        from huggingface_hub import snapshot_download
-
-        try:
-            return Path(snapshot_download(repo, allow_patterns=HUB_ALLOW_PATTERNS, cache_dir=cache_dir))
-        except Exception as e:  # offline, missing repo, auth
-            raise ModelLoadError(
-                f"cannot fetch {model_id} from the Hugging Face hub ({type(e).__name__}: {e}). "
-                "Offline? Download it once with network access, or set HF_HUB_OFFLINE=1 to use the local cache."
-            ) from None
-    folder = local_path(model_id)
+    if parsed.scheme == "hf-hub":
+        return _hub_snapshot(parsed.value, cache_dir)
+    if parsed.scheme == "open_clip":
+        raise ModelLoadError(f"{parsed} names open_clip weights, not a model folder; load it with load_model")
+    folder = local_path(parsed)
     if not folder.is_dir():
-        if model_id in BUNDLED_ARCHITECTURES:
+        if parsed.scheme == "path" and parsed.value in BUNDLED_ARCHITECTURES:
             raise ModelLoadError(
-                f"{model_id!r} is an architecture without trained weights; use create_model({model_id!r}) to "
-                "train one, or give a trained model id (default, hf-hub:org/repo, local-dir:/path)"
+                f"{parsed.value!r} is an architecture without trained weights; use create_model({parsed.value!r}) "
+                "to train one, or give a trained model id (default, hf-hub:org/repo, local-dir:/path)"
             )
-        raise ModelLoadError(f"model {model_id!r} not found: not a bundled name, hf-hub: id or existing folder")
+        raise ModelLoadError(f"model {str(parsed)!r} not found: not a bundled name, hf-hub: id or existing folder")
     return folder
+
+
+def _hub_snapshot(repo: str, cache_dir: Optional[str]) -> Path:
+    """The local snapshot of a Hugging Face hub repo (model files only), downloaded when needed."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo, allow_patterns=HUB_ALLOW_PATTERNS, cache_dir=cache_dir))
+    except Exception as e:  # offline, missing repo, auth
+        raise ModelLoadError(
+            f"cannot fetch hf-hub:{repo} from the Hugging Face hub ({type(e).__name__}: {e}). "
+            "Offline? Download it once with network access, or set HF_HUB_OFFLINE=1 to use the local cache."
+        ) from None
 
 
 def open_clip_hub_repo(arch: str, tag: str) -> str:
@@ -223,6 +272,15 @@ def open_clip_hub_repo(arch: str, tag: str) -> str:
         raise ModelLoadError(f"{arch}/{tag} is only published as a pickled checkpoint URL; emocap loads "
                              "safetensors from the Hugging Face hub only (convert it to an open_clip hub folder)")
     return repo
+
+
+def open_clip_hub_id(model_id: Union[str, ModelId]) -> ModelId:
+    """The ``hf-hub`` id of an ``open_clip:<arch>/<tag>`` id's weights (ModelLoadError for a malformed id or tag)."""
+    try:
+        arch, tag = parse_model_id(model_id).arch_and_tag
+    except ValueError as e:
+        raise ModelLoadError(str(e)) from None
+    return ModelId("hf-hub", open_clip_hub_repo(arch, tag))
 
 
 def load_open_clip_model(
@@ -250,11 +308,9 @@ def load_open_clip_model(
     else:
         pcfg = open_clip.get_pretrained_cfg(arch, pretrained)
         repo = open_clip_hub_repo(arch, pretrained)
-        folder = resolve_model_dir(f"hf-hub:{repo}", cache_dir=cache_dir)
+        folder = _hub_snapshot(repo, cache_dir)
         if (folder / CONFIG_NAME).is_file():
-            em = load_model(f"local-dir:{folder}", device=device)
-            em.model_id = model_id
-            return em
+            return _load_folder(folder, model_id, device)
         files = [f for f in (folder / WEIGHTS_NAME, folder / "model.safetensors") if f.is_file()]
         if not files:
             raise ModelLoadError(f"hf-hub:{repo} has no safetensors weights; emocap never unpickles downloads")
@@ -266,41 +322,51 @@ def load_open_clip_model(
     em = build_from_config(cfg, model_id=model_id, preprocess_cfg=pp)
     if state is not None:
         try:
-            em.model.load_state_dict(state, strict=True)
+            em.clip.load_state_dict(state, strict=True)
         except RuntimeError as e:
             detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
             raise ModelLoadError(f"{model_id}: weights do not match the {arch} config ({detail})") from None
-    em.model.float().eval()
+    em.clip.float().eval()
     if device is not None:
-        em.model.to(device)
+        em.clip.to(device)
     return em
 
 
 def load_model(
-    model_id: Optional[str] = None, device: Union[str, torch.device, None] = None, cache_dir: Optional[str] = None,
-    pretrained: Optional[str] = None,
+    model_id: Union[str, ModelId, None] = None, device: Union[str, torch.device, None] = None,
+    cache_dir: Optional[str] = None, pretrained: Optional[str] = None,
 ) -> EmocapModel:
     """Load a trained model in ``eval()`` mode. See the module docstring for accepted ids.
 
     With ``pretrained``, ``model_id`` is an open_clip architecture name (see :func:`load_open_clip_model`);
     ``open_clip:<arch>/<tag>`` is the same as one id.
     """
-    if model_id and model_id.startswith("open_clip:"):
-        arch, _, tag = model_id[len("open_clip:"):].partition("/")
-        if not arch or not tag:
-            raise ModelLoadError(f"model id {model_id!r}: the form is open_clip:<architecture>/<pretrained tag>")
-        model_id, pretrained = arch, tag
     if pretrained:
-        return load_open_clip_model(model_id, pretrained, device=device, cache_dir=cache_dir)
-    folder = resolve_model_dir(model_id, cache_dir=cache_dir)
+        return load_open_clip_model(str(model_id), pretrained, device=device, cache_dir=cache_dir)
+    parsed = parse_model_id(model_id)
+    if parsed.scheme == "open_clip":
+        try:
+            arch, tag = parsed.arch_and_tag
+        except ValueError as e:
+            raise ModelLoadError(str(e)) from None
+        return load_open_clip_model(arch, tag, device=device, cache_dir=cache_dir)
+    folder = resolve_model_dir(parsed, cache_dir=cache_dir)
+    return _load_folder(folder, str(model_id) if model_id else DEFAULT_MODEL_ID, device)
+
+
+def _read_config(folder: Path) -> Dict[str, Any]:
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise ModelLoadError(f"{folder}: no {CONFIG_NAME}; not an open_clip/emocap model folder")
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
-        model_cfg = config["model_cfg"]
+        config["model_cfg"]
     except (json.JSONDecodeError, KeyError) as e:
         raise ModelLoadError(f"{config_path}: malformed config ({e})") from None
+    return config
+
+
+def _weights_file(folder: Path) -> Path:
     weights = sorted(folder.glob("*.safetensors"))
     weights = [w for w in weights if w.name == WEIGHTS_NAME] or [
         w for w in weights if w.name.startswith("open_clip") or w.name == "model.safetensors"
@@ -311,30 +377,40 @@ def load_model(
             f"{folder}: no safetensors weights ({WEIGHTS_NAME}); found: {found or 'nothing'}. "
             "emocap never loads pickled weights and never falls back to a random model."
         )
+    return weights[0]
+
+
+def _load_folder(folder: Path, model_id: str, device) -> EmocapModel:
+    """A model folder (open_clip config + safetensors weights [+ extra tensors]) loaded in ``eval()`` mode."""
+    config = _read_config(folder)
+    weights = _weights_file(folder)
     em = build_from_config(
-        model_cfg, model_id=model_id or DEFAULT_MODEL_ID, meta=config.get("emocap", {}),
+        config["model_cfg"], model_id=model_id, meta=config.get("emocap", {}),
         preprocess_cfg=config.get("preprocess_cfg") or None,
     )
     try:
-        state = load_file(str(weights[0]), device="cpu")
+        state = load_file(str(weights), device="cpu")
     except Exception as e:  # truncated or not a safetensors file
-        raise ModelLoadError(f"{weights[0]}: cannot read safetensors weights ({type(e).__name__}: {e})") from None
+        raise ModelLoadError(f"{weights}: cannot read safetensors weights ({type(e).__name__}: {e})") from None
     try:
-        missing, unexpected = em.model.load_state_dict(state, strict=False)
+        missing, unexpected = em.clip.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatch between the weights and the config
         detail = "; ".join(line.strip() for line in str(e).splitlines()[1:4])
-        raise ModelLoadError(f"{weights[0]}: weights do not match the config ({detail})") from None
+        raise ModelLoadError(f"{weights}: weights do not match the config ({detail})") from None
     missing = [k for k in missing if not k.endswith("attn_mask")]
     if missing or unexpected:
         raise ModelLoadError(
-            f"{weights[0]}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+            f"{weights}: weights do not match the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
-    extra = folder / "emocap_extra.safetensors"
+    extra = folder / EXTRA_TENSORS_NAME
     if extra.is_file():
-        em.meta["extra_tensors"] = load_file(str(extra), device="cpu")
-    em.model.float().eval()
+        try:
+            em.extra_tensors = load_file(str(extra), device="cpu")
+        except Exception as e:  # truncated or not a safetensors file
+            raise ModelLoadError(f"{extra}: cannot read safetensors tensors ({type(e).__name__}: {e})") from None
+    em.clip.float().eval()
     if device is not None:
-        em.model.to(device)
+        em.clip.to(device)
     em.path = folder
     return em
 

@@ -2,7 +2,7 @@
 
 Where it sits: :mod:`emocap.eval.features` (model fingerprint, the one-decode image path),
 :mod:`emocap.eval.text_cache` and :mod:`emocap.eval.vocabulary` (logit scale) call these instead of walking
-``classifier.model.model`` themselves. Each function degrades to None (or the classifier's public methods) for
+the classifier's model themselves. Each function degrades to None (or the classifier's public methods) for
 objects that have no such model, such as the stand-in classifiers of the tests or a cached scorer.
 """
 
@@ -20,8 +20,8 @@ __all__ = ["torch_model", "logit_scale", "image_steps", "model_fingerprint"]
 
 
 def torch_model(classifier):
-    """The open_clip module of a :class:`emocap.ZeroShotClassifier` (``classifier.model.model``), else None."""
-    return getattr(getattr(classifier, "model", None), "model", None)
+    """The open_clip module of a :class:`emocap.ZeroShotClassifier` (``classifier.clip``), else None."""
+    return getattr(classifier, "clip", None)
 
 
 def logit_scale(classifier) -> float:
@@ -37,8 +37,8 @@ def image_steps(classifier, batch_size: int) -> Optional[Tuple[Callable, Callabl
     in eval's decode threads right after the image is read, and ``encode(tensors) -> [n, D]`` encodes them in
     chunks of ``batch_size``, exactly as :meth:`emocap.ZeroShotClassifier.encode_images` does, so an image is
     read once and handed to the model without a second pass. None for classifiers without those steps."""
-    prepare = getattr(classifier, "_load_and_prepare", None)
-    encode_tensors = getattr(classifier, "_encode_tensors", None)
+    prepare = getattr(classifier, "prepare_image", None)
+    encode_tensors = getattr(classifier, "encode_prepared", None)
     if prepare is None or encode_tensors is None:
         return None
 

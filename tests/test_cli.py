@@ -106,3 +106,25 @@ def test_eval_passes_loader_options_and_rejects_unknown_ones(tiny_model_dir, fer
     assert main(base + ["--option", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
     assert main(base + ["--option", "novalue"]) == 2
+
+
+def test_stage_commands_come_from_entry_points_and_a_missing_extra_is_explained(monkeypatch, capsys):
+    import ast
+    from importlib.metadata import EntryPoint
+
+    import emocap.cli as cli
+
+    names = [ep.name for ep in cli.stage_commands()]
+    assert sorted(names) == ["caption", "eval", "train"]
+    # core's CLI names no stage module: they are only in pyproject.toml's emocap.commands group
+    tree = ast.parse(open(cli.__file__, encoding="utf-8").read())
+    texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    assert not [t for t in texts if t.startswith(("emocap.captioning", "emocap.train", "emocap.eval"))]
+    caption = {ep.name: ep for ep in cli.stage_commands()}["caption"]
+    assert cli._extra_for(caption) == "captioning"
+    broken = EntryPoint(name="caption", value="emocap_not_installed_stage.cli", group=cli.COMMANDS_GROUP)
+    monkeypatch.setattr(cli, "_extra_for", lambda command: "captioning")
+    monkeypatch.setattr(cli, "stage_commands", lambda: [broken])
+    assert main(["caption"]) == 2
+    err = capsys.readouterr().err
+    assert "emocap caption: unavailable" in err and "pip install 'emocap[captioning]'" in err

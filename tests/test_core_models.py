@@ -155,7 +155,15 @@ def test_extra_tensors_round_trip(trained_like, tmp_path):
     prompts = torch.randn(4, 32)
     save_model(trained_like, tmp_path / "m", extra_tensors={"learned_prompts": prompts})
     em = load_model(str(tmp_path / "m"))
-    torch.testing.assert_close(em.meta["extra_tensors"]["learned_prompts"], prompts)
+    torch.testing.assert_close(em.extra_tensors["learned_prompts"], prompts)
+    json.dumps(em.meta)  # the metadata stays plain JSON: tensors never ride in it
+    assert "extra_tensors" not in em.meta
+    # saving a loaded model again keeps its extra tensors (they are the model's own, like its meta)
+    again = load_model(str(save_model(em, tmp_path / "again")))
+    torch.testing.assert_close(again.extra_tensors["learned_prompts"], prompts)
+    assert not (save_model(em, tmp_path / "none", extra_tensors={}) / "emocap_extra.safetensors").exists()
+    with pytest.raises(TypeError, match="plain JSON.*'bad'"):
+        save_model(em, tmp_path / "bad", meta={"bad": prompts})
 
 
 def test_config_without_weights_is_an_error(saved, tmp_path):
@@ -266,3 +274,22 @@ def test_open_clip_baselines_load_by_architecture_and_pretrained(tmp_path, monke
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="cannot fetch hf-hub:timm/"):
         load_open_clip_model("ViT-B-16", "openai", cache_dir=str(tmp_path / "hub"))
+
+
+def test_model_ids_are_parsed_in_one_place(tmp_path):
+    from emocap.model_files import local_model_dir
+    from emocap.model_ids import ModelId, parse_model_id
+
+    cases = {None: ("default", ""), "default": ("default", ""), "hf-hub:org/repo": ("hf-hub", "org/repo"),
+             "local-dir:/x/y": ("local-dir", "/x/y"), "open_clip:ViT-B-16/openai": ("open_clip", "ViT-B-16/openai"),
+             "runs/best": ("path", "runs/best"), "C:/models/m": ("path", "C:/models/m")}
+    for text, (scheme, value) in cases.items():
+        parsed = parse_model_id(text)
+        assert (parsed.scheme, parsed.value) == (scheme, value)
+        assert str(parsed) == (text or "default") and parse_model_id(parsed) is parsed
+    assert parse_model_id("open_clip:ViT-B-16/openai").arch_and_tag == ("ViT-B-16", "openai")
+    with pytest.raises(ValueError, match="open_clip:<architecture>/<pretrained tag>"):
+        parse_model_id("open_clip:ViT-B-16").arch_and_tag
+    with pytest.raises(ModelLoadError, match="the form is open_clip"):
+        load_model("open_clip:ViT-B-16")
+    assert local_model_dir("hf-hub:org/repo") is None and local_model_dir(ModelId("default")) is not None

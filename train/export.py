@@ -23,12 +23,12 @@ def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None
     """Write ``src`` to ``dest`` as a release. ``learned_prompts=False`` leaves out soft prompts learned in training:
     the released classifier then scores with the hand prompts and class descriptions, for any label name."""
     em = load_model(src)
-    meta = {k: v for k, v in em.meta.items() if k != "extra_tensors"}
-    extra = em.meta.get("extra_tensors")
+    meta = dict(em.meta)
+    extra = em.extra_tensors
     if not learned_prompts:
         meta.pop("learned_prompts", None)
         em.meta = meta  # save_model merges the model's own meta: drop the prompts there too
-        extra = None
+        extra = {}
     dest_path = Path(dest)
     for stale in (CONFIG_NAME, WEIGHTS_NAME, "emocap_extra.safetensors"):
         (dest_path / stale).unlink(missing_ok=True)

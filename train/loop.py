@@ -125,13 +125,14 @@ def resolve_init_from(model_id: str) -> str:
     open_clip's pretrained registry names the hub repo of each (architecture, tag); the weights then load through
     :func:`emocap.models.load_model` (safetensors only, never unpickled).
     """
-    if not model_id.startswith("open_clip:"):
-        return model_id
-    from emocap.models import ModelLoadError, open_clip_hub_repo
+    from emocap.model_ids import parse_model_id
 
-    arch, _, tag = model_id[len("open_clip:"):].partition("/")
+    if parse_model_id(model_id).scheme != "open_clip":
+        return model_id
+    from emocap.models import ModelLoadError, open_clip_hub_id
+
     try:
-        return f"hf-hub:{open_clip_hub_repo(arch, tag)}"
+        return str(open_clip_hub_id(model_id))
     except ModelLoadError as e:
         raise ConfigError(f"config key 'init_from': {e} (the form is open_clip:<arch>/<tag>)") from None
 
@@ -163,7 +164,7 @@ def _prepare_model(cfg: Dict):
             model.lock_text_tower(unlocked_layers=int(lock["text_unlocked_layers"]))
     if cfg["grad_checkpointing"]:
         model.set_grad_checkpointing(True)
-    return em, (source.meta if source is not None else {})
+    return em, ((source.meta, source.extra_tensors) if source is not None else ({}, {}))
 
 
 def _optimizer(cfg: Dict, modules: List[torch.nn.Module]):
@@ -205,7 +206,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
 
     labels = [taxonomy.canonical(n) for n in taxonomy.label_set(cfg["labels"])]
     prompt_set = load_prompt_set(cfg["prompts"])
-    em, source_meta = _prepare_model(cfg)
+    em, (source_meta, source_tensors) = _prepare_model(cfg)
     model, tokenizer = em.model, em.tokenizer
     size = em.image_size
     mean, std = em.preprocess_cfg["mean"], em.preprocess_cfg["std"]
@@ -235,7 +236,7 @@ def train(cfg: Dict, progress: bool = True) -> Path:
     if prompt_on:
         soft_prompts = SoftPrompts(model, tokenizer, labels, n_ctx=pc["n_ctx"], per_class=pc["per_class"],
                                    init=pc["init"], seed=cfg["seed"])
-        previous = LearnedPrompts.from_meta(source_meta)  # continue the prompts of the init_from model
+        previous = LearnedPrompts.from_meta(source_meta, source_tensors)  # continue the prompts of the init_from model
         if previous is not None and previous.ctx.shape[-2:] == soft_prompts.ctx.shape[-2:]:
             ctx = previous.ctx
             if previous.per_class:

@@ -45,13 +45,13 @@ def wise_ft(zero_shot_id: str, fine_tuned_id: str, out: str, alpha: float = 0.5)
     if zs.model_cfg != ft.model_cfg:
         raise ValueError(f"{zero_shot_id} and {fine_tuned_id} have different architectures (model_cfg differs)")
     ft.model.load_state_dict(interpolate_state(zs.model.state_dict(), ft.model.state_dict(), alpha))
-    extra = dict(ft.meta.get("extra_tensors") or {})
-    zs_ctx = (zs.meta.get("extra_tensors") or {}).get(CTX_KEY)
+    extra = dict(ft.extra_tensors)
+    zs_ctx = zs.extra_tensors.get(CTX_KEY)
     if CTX_KEY in extra and zs_ctx is not None and zs_ctx.shape == extra[CTX_KEY].shape:
         extra[CTX_KEY] = torch.lerp(zs_ctx.float(), extra[CTX_KEY].float(), alpha)
-    meta = {k: v for k, v in ft.meta.items() if k != "extra_tensors"}
+    meta = dict(ft.meta)
     meta["wise_ft"] = {"zero_shot": zero_shot_id, "fine_tuned": fine_tuned_id, "alpha": alpha}
-    return save_model(ft, out, meta=meta, extra_tensors=extra or None)
+    return save_model(ft, out, meta=meta, extra_tensors=extra)
 
 
 def main(argv=None) -> int:
