@@ -27,6 +27,10 @@ INCOMPLETE_PREFIX = ".incomplete-"
 KEEP = 2
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that passed its checks could still not be loaded; the message names it."""
+
+
 @dataclasses.dataclass
 class TrainerState:
     """Where a run is: saved with every checkpoint as ``trainer_state.json``."""

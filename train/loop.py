@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict
 
+from .checkpoints import CheckpointError  # noqa: F401  (re-exported: the CLI)
 from .config import ConfigError
 from .schedule import cosine_with_warmup, epoch_order  # noqa: F401  (re-exported: the language stage, tests)
 from .trainer import MAX_CONSECUTIVE_NAN, Trainer, TrainingInterrupted, TrainingStopped  # noqa: F401

@@ -33,7 +33,7 @@ from emocap.models import save_model
 from emocap.prompts import load_prompt_set
 
 from .batches import BatchMaker
-from .checkpoints import CheckpointStore, TrainerState, checkpoint_name
+from .checkpoints import CheckpointError, CheckpointStore, TrainerState, checkpoint_name
 from .config import ConfigError, save_config
 from .data import load_caption_shards, to_model_input
 from .fault_points import fault_point
@@ -181,8 +181,12 @@ class Trainer:
         found = self.store.find_resumable()
         if found is not None:
             folder, self.state = found
-            acc.load_state(str(folder))
-            self.aug_gen.set_state(torch.load(folder / f"aug_rng_{acc.process_index}.pt", weights_only=True))
+            try:
+                acc.load_state(str(folder))
+                self.aug_gen.set_state(torch.load(folder / f"aug_rng_{acc.process_index}.pt", weights_only=True))
+            except (OSError, RuntimeError, ValueError, KeyError, EOFError) as e:  # e.g. an old, unhashed checkpoint
+                raise CheckpointError(f"checkpoint {folder} could not be loaded ({type(e).__name__}: {e}); move it "
+                                      "out of the run folder to resume from an older one") from None
             self.checkpoint = folder
             acc.print(f"resumed from {folder} at epoch {self.state.epoch} step {self.state.global_step}")
         if self.cfg["prompt"]["only"]:
