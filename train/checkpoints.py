@@ -93,9 +93,11 @@ class CheckpointStore:
         """The temp folder a checkpoint of ``state`` is written into (the same name on every process)."""
         return self.root / f"{INCOMPLETE_PREFIX}{checkpoint_name(state)}"
 
-    def clear_incomplete(self) -> None:
-        """Remove the leftovers of saves that were killed before their commit."""
+    def clear_incomplete(self, report: bool = False) -> None:
+        """Remove the leftovers of saves that were killed before their commit (``report``: say so)."""
         for folder in sorted(self.root.glob(f"{INCOMPLETE_PREFIX}*")):
+            if report:
+                self.report(f"removing {folder}: a checkpoint whose save was interrupted")
             shutil.rmtree(folder, ignore_errors=True)
 
     def commit(self, incomplete: Path, state: TrainerState, fault: Callable[[str], None] = lambda point: None) -> Path:

@@ -178,6 +178,9 @@ class Trainer:
     def resume(self) -> "Trainer":
         """Load the newest whole checkpoint of the run folder (if any) and say which; then the prototypes."""
         acc = self.accelerator
+        if acc.is_main_process:
+            self.store.clear_incomplete(report=True)
+        acc.wait_for_everyone()
         found = self.store.find_resumable()
         if found is not None:
             folder, self.state = found
