@@ -1,7 +1,7 @@
 """Zero-shot class weights: class names -> one L2-normalised text feature per class.
 
 The one place where prompts become a zero-shot head. Used by the classifier (:mod:`emocap.classifier`), by
-training's validation and prompt alignment (:mod:`emocap.train.loop`, :mod:`emocap.train.prompt_learning`), and
+training's validation and prompt alignment (:mod:`emocap.train.validation`, :mod:`emocap.train.prompt_learning`), and
 through the classifier by eval. Each class's weight is the mean of its prompts' normalised text features,
 normalised again (CLIP's prompt ensembling).
 """

@@ -248,7 +248,7 @@ def test_nan_loss_skips_the_step_and_repeated_nans_stop_with_the_checkpoint_kept
     run = tmp_path / "stuck"
     with pytest.raises(TrainingStopped, match=f"{MAX_CONSECUTIVE_NAN} non-finite losses in a row at step 3"):
         train(_tiny_cfg(shards, run, "debug_nan_at_steps=[3, 4, 5, 6, 7, 8]", "checkpoint_every=2"), progress=False)
-    kept = run / "checkpoints" / "last"
+    kept = max((run / "checkpoints").glob("step*"))  # the newest checkpoint
     assert json.loads((kept / "trainer_state.json").read_text())["global_step"] == 3
     weights = load_file(str(next(kept.glob("*.safetensors"))))
     assert all(torch.isfinite(v).all() for v in weights.values())
@@ -317,3 +317,29 @@ def test_bf16_mixed_precision_on_cpu_and_fp16_needs_a_gpu(tiny_shards, tmp_path)
             train(_tiny_cfg(shards, tmp_path / "fp16", "precision=fp16"), progress=False)
     with pytest.raises(ConfigError, match="precision"):
         load_config("tiny", ["data.train_shards=/x", "precision=fp8"])
+
+
+def test_run_folders_of_older_versions_still_resume(tiny_shards, tmp_path):
+    """An older version's layout (one checkpoints/last/, no manifest, 'best_uar' for WAR + UAR) is resumed."""
+    import shutil
+
+    from emocap.train.checkpoints import TrainerState
+
+    _, shards = tiny_shards
+    straight = train(_tiny_cfg(shards, tmp_path / "a", "max_steps=6"), progress=False)
+    run = tmp_path / "b"
+    newest = train(_tiny_cfg(shards, run, "max_steps=6", "stop_after_steps=4"), progress=False)
+    legacy = run / "checkpoints" / "last"
+    newest.rename(legacy)
+    for other in (run / "checkpoints").glob("step*"):
+        shutil.rmtree(other)
+    (legacy / "manifest.json").unlink()
+    state = json.loads((legacy / "trainer_state.json").read_text())
+    state["best_uar"] = state.pop("best_war_plus_uar")
+    (legacy / "trainer_state.json").write_text(json.dumps(state))
+    assert TrainerState.from_json(json.dumps({**state, "best_uar": 1.25})).best_war_plus_uar == 1.25
+    resumed = train(_tiny_cfg(shards, run, "max_steps=6"), progress=False)
+    a = load_file(str(straight / "open_clip_model.safetensors"))
+    b = load_file(str(resumed / "open_clip_model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not legacy.exists() and len(list((run / "checkpoints").glob("step*"))) == 1  # superseded by the new one

@@ -9,7 +9,8 @@ EXAMPLES = """examples:
   emocap train --config default                                  # the embedded default model's recipe
   emocap train --config my.yaml --set epochs=2 loss.local=0.5    # override any key
   accelerate launch -m emocap.cli train --config my.yaml         # several GPUs / processes
-Re-running the same command after an interruption resumes from <out>/checkpoints/last.
+Re-running the same command after an interruption (Ctrl-C, a kill) resumes from the newest whole checkpoint in
+<out>/checkpoints/; a rerun with settings other than the run's is refused (choose another --out).
 """
 
 
@@ -34,14 +35,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from .config import ConfigError, load_config
     from .data import DataError
-    from .loop import TrainingStopped, train
+    from .loop import CheckpointError, TrainingInterrupted, TrainingStopped, train
 
     overrides = list(args.set) + ([f"out={args.out}"] if args.out else [])
     try:
         cfg = load_config(args.config, overrides)
         final = train(cfg, progress=not args.quiet)
-    except (ConfigError, DataError, TrainingStopped, FileNotFoundError) as e:
+    except (ConfigError, DataError, TrainingStopped, CheckpointError, FileNotFoundError) as e:
         print(f"emocap train: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # Ctrl-C: a checkpoint was written at the step boundary
+        print(f"emocap train: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C twice, or before training began: the last checkpoint stays
+        print("emocap train: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130
     print(f"final model: {final}")
     return 0

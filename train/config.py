@@ -8,13 +8,37 @@ checkpoint says how it was made. Bundled configs live in ``train/configs/`` and 
 from __future__ import annotations
 
 import copy
+import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
 
+from emocap import taxonomy
+
 from .losses import MINING_MODES
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-3`` and ``5E4`` as numbers (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass: plain data only)
 
 DEFAULTS: Dict[str, Any] = {
     "model": "emocap-rn-small",
@@ -110,7 +134,7 @@ DEFAULTS: Dict[str, Any] = {
     },
     "precision": "no",             # no | fp16 | bf16 (accelerate mixed precision where the device supports it)
     "grad_checkpointing": False,    # recompute tower activations in backward (less memory, more time)
-    "accum_steps": 1,               # micro-batches per step, contrastive-correct (feature cache; see loop.py)
+    "accum_steps": 1,               # micro-batches per step, contrastive-correct (feature cache; see step.py)
     "lock": {                       # freeze towers (fine-tuning), optionally leaving the last groups/layers trainable
         "image": False,
         "image_unlocked_groups": 0,
@@ -149,7 +173,7 @@ def _parse_override(text: str) -> Dict[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like key=value (e.g. epochs=2 or loss.local=0.5)")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw != "" else None
+    value = _yaml(raw) if raw != "" else None
     node: Dict[str, Any] = {}
     cur = node
     parts = key.strip().split(".")
@@ -176,7 +200,7 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     if path:
         file = resolve_config_path(path)
         try:
-            data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            data = _yaml(file.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise ConfigError(f"{file}: not valid YAML ({e})") from None
         if not isinstance(data, dict):
@@ -188,11 +212,90 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     return cfg
 
 
+# every numeric key: (dotted key, integer?, lowest, lowest allowed?, highest, None allowed?)
+NUMERIC_RANGES = [
+    ("seed", True, 0, True, None, False),
+    ("epochs", True, 0, False, None, False),
+    ("batch_size", True, 0, False, None, False),
+    ("lr", False, 0, False, None, False),
+    ("min_lr", False, 0, True, None, False),
+    ("weight_decay", False, 0, True, None, False),
+    ("warmup_steps", True, 0, True, None, False),
+    ("grad_clip", False, 0, True, None, True),
+    ("accum_steps", True, 0, False, None, False),
+    ("num_threads", True, 0, False, None, True),
+    ("log_every", True, 0, False, None, False),
+    ("max_steps", True, 0, False, None, True),
+    ("stop_after_steps", True, 0, False, None, True),
+    ("checkpoint_every", True, 0, False, None, True),
+    ("data.val_limit", True, 0, False, None, True),
+    ("data.train_limit", True, 0, False, None, True),
+    ("data.load_size", True, 0, False, None, True),
+    ("data.balance_power", False, 0, True, None, False),
+    ("data.workers", True, 0, True, None, False),
+    ("data.shuffle_buffer", True, 0, False, None, False),
+    ("prompt.prototype_every", True, 0, True, None, False),
+    ("mixup.prob", False, 0, True, 1, False),
+    ("mixup.alpha", False, 0, False, None, False),
+    ("aug.rotate", False, 0, True, 180, False),
+    ("aug.translate", False, 0, True, 1, False),
+    ("aug.brightness", False, 0, True, None, False),
+    ("aug.contrast", False, 0, True, None, False),
+    ("aug.erase_prob", False, 0, True, 1, False),
+    ("lock.image_unlocked_groups", True, 0, True, None, False),
+    ("lock.text_unlocked_layers", True, 0, True, None, False),
+    ("language.head_lr", False, 0, False, None, False),
+    ("language.distil_lr", False, 0, False, None, False),
+    ("language.distil_steps", True, 0, False, None, False),
+    ("language.distil_batch", True, 0, False, None, False),
+    ("language.head_hidden", True, 0, False, None, False),
+    ("language.vocab_words", True, 0, False, None, False),
+    ("language.vocab_limit", True, 0, False, None, True),
+    ("language.text_noise", False, 0, True, None, False),
+    ("language.synonym_prob", False, 0, True, 1, False),
+    ("language.description_prob", False, 0, True, 1, False),
+]
+
+
+def _lookup(cfg: Dict[str, Any], dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def _check_ranges(cfg: Dict[str, Any]) -> None:
+    """Every numeric key within its range; the message names the key and what it must be."""
+    for key, integer, low, low_ok, high, none_ok in NUMERIC_RANGES:
+        value = _lookup(cfg, key)
+        if value is None and none_ok:
+            continue
+        kind = "an integer" if integer else "a number"
+        bound = f">= {low}" if low_ok else f"> {low}"
+        want = f"{kind} {bound}" + (f" and <= {high}" if high is not None else "") + (" (or null)" if none_ok else "")
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = numeric and (isinstance(value, int) or not integer) and math.isfinite(value)
+        ok = ok and (value >= low if low_ok else value > low) and (high is None or value <= high)
+        if not ok:
+            raise ConfigError(f"config key {key!r} must be {want}, got {value!r}")
+
+
+def _check_labels(cfg: Dict[str, Any]) -> None:
+    try:
+        taxonomy.label_set(cfg["labels"])
+    except KeyError as e:
+        raise ConfigError(f"config key 'labels': {e.args[0]} (or a list of label names)") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"config key 'labels': {e}") from None
+
+
 def validate(cfg: Dict[str, Any]) -> None:
     def positive(key, value, kind=(int, float)):
         if not isinstance(value, kind) or isinstance(value, bool) or value <= 0:
             raise ConfigError(f"config key {key!r} must be a positive number, got {value!r}")
 
+    _check_ranges(cfg)
+    _check_labels(cfg)
     positive("epochs", cfg["epochs"], int)
     positive("batch_size", cfg["batch_size"], int)
     positive("lr", cfg["lr"])

@@ -1,7 +1,7 @@
 """The language stage: give a trained model real English, so that label words it never saw in captions work.
 
 Where it sits: an alternative trainer behind ``emocap train`` (a config with ``language.enabled: true``), run on
-the same caption shards as the main loop (:mod:`emocap.train.loop`) and starting from a trained model. Two steps:
+the same caption shards as the main loop (:mod:`emocap.train.trainer`) and starting from a trained model. Two steps:
 
 1. **Align** (LiT-style, frozen text): a pretrained sentence encoder (:mod:`emocap.train.teacher_text`) encodes
    every caption and class prompt once; a small head maps its sentence space into the model's joint space, and
@@ -42,7 +42,8 @@ from emocap.vocabularies import class_words, load_vocabulary, round_names
 from .config import save_config
 from .data import CaptionData, augment, load_caption_shards, normalise
 from .losses import class_prompt_loss, positive_mask, symmetric_nce
-from .loop import Validator, cosine_with_warmup, epoch_order
+from .schedule import cosine_with_warmup, epoch_order
+from .validation import Validator
 from .teacher_text import SentenceTeacher
 
 __all__ = ["train_language", "TeacherHead", "class_name_pool", "vocabulary_words", "vocabulary_pairs",
