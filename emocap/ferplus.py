@@ -21,7 +21,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from .images import ImageLoadError, load_image
+from .images import image_from_bytes
 
 __all__ = [
     "VOTE_COLUMNS", "EMOTIONS", "SPLITS", "FerPlusRecord", "FerPlusSplit", "majority_label", "soft_label",
@@ -183,17 +183,7 @@ class FerPlusSplit:
 
     def load(self, record: FerPlusRecord) -> Image.Image:
         """The record's face as an RGB image; raises ImageLoadError naming the file."""
-        where = f"{self.source}/{record.name}"
-        try:
-            data = self._read_bytes(record.name)
-        except (FileNotFoundError, OSError) as e:
-            raise ImageLoadError(where, f"missing image ({e})") from None
-        try:
-            im = Image.open(io.BytesIO(data))
-            im.load()
-        except Exception as e:
-            raise ImageLoadError(where, f"corrupt or unreadable image ({e})") from None
-        return load_image(im, source=where)
+        return image_from_bytes(lambda: self._read_bytes(record.name), f"{self.source}/{record.name}")
 
     def majority(self) -> List[Tuple[FerPlusRecord, int]]:
         """(record, class index into EMOTIONS) for the images kept by the majority protocol."""

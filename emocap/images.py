@@ -19,10 +19,11 @@ Limits (the input checks at the edge; docs/reliability.md lists the tests that h
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, List, Tuple, Union
+from typing import Callable, Iterable, Iterator, List, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -159,6 +160,21 @@ def load_image_with_size(image: ImageInput, source: str | None = None) -> Tuple[
 
 
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def image_from_bytes(read_bytes: Callable[[], bytes], source: str) -> Image.Image:
+    """The RGB image behind encoded bytes that ``read_bytes()`` returns (a tar member, a dataset row, a shard
+    member), through :func:`load_image`; ImageLoadError naming ``source`` when the bytes are missing or corrupt."""
+    try:
+        data = read_bytes()
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise ImageLoadError(source, f"missing image ({e})") from None
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except Exception as e:
+        raise ImageLoadError(source, f"corrupt or unreadable image ({e})") from None
+    return load_image(im, source=source)
 
 
 def _load_file(path: Path, name: str) -> Tuple[Image.Image, Size]:

@@ -16,7 +16,7 @@ The forms::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 __all__ = ["ModelId", "parse_model_id", "DEFAULT_MODEL_ID", "SCHEMES"]
 

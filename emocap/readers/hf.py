@@ -10,12 +10,12 @@ names) and :func:`hf_image_bytes` (the original bytes of row ``i``'s image). Eva
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 from emocap import taxonomy
 from emocap.safe_paths import safe_key
 
-from .sample import ReadResult, Sample
+from .sample import ReadResult, Sample, canonical_label
 
 __all__ = ["read_hf", "load_hf_split", "label_names", "hf_image_bytes", "import_datasets"]
 
@@ -75,15 +75,6 @@ def undecoded_images(ds, column: str):
     return ds.cast_column(column, import_datasets().Image(decode=False))
 
 
-def _canonical(raw, names: Optional[Sequence[str]], mapping) -> Optional[str]:
-    if isinstance(raw, int) and names is not None and 0 <= raw < len(names):
-        raw = names[raw]
-    raw = str(raw).strip()
-    if mapping:
-        raw = mapping.get(raw, raw)
-    return taxonomy.canonical_or_none(raw)
-
-
 def read_hf(root: str, split: Optional[str] = None, image_column: Optional[str] = None,
             label_column: Optional[str] = None, label_map: Optional[str] = None,
             identity_column: Optional[str] = None, **_) -> ReadResult:
@@ -111,7 +102,7 @@ def read_hf(root: str, split: Optional[str] = None, image_column: Optional[str] 
     tag = safe_key(Path(root).name or root)
     for i, raw in enumerate(ds[label_column]):
         where = f"{root}[{split}][{i}]"
-        canon = _canonical(raw, names, mapping)
+        canon = canonical_label(raw, names, mapping)
         if canon is None:
             problems.append((where, f"unknown class {raw!r}"))
             continue

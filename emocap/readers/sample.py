@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from emocap import taxonomy
 from emocap.safe_paths import unique_keys
 
-__all__ = ["Sample", "Problem", "ReadResult", "sample_keys"]
+__all__ = ["Sample", "Problem", "ReadResult", "sample_keys", "canonical_label"]
 
 Problem = Tuple[str, str]  # (where: path, file:line, archive:member ..., reason)
 
@@ -71,3 +72,15 @@ def sample_keys(texts: Sequence[str], identities: Sequence[str]) -> List[str]:
         counts[text] = counts.get(text, 0) + 1
     names = [text if counts[text] == 1 else f"{text}|{ident}" for text, ident in zip(texts, identities)]
     return unique_keys(names)
+
+
+def canonical_label(raw, names: Optional[Sequence[str]], label_map: Optional[Dict[str, str]]) -> Optional[str]:
+    """A raw label (a class index into ``names``, a name, a native code) -> canonical emotion, or None.
+
+    ``label_map`` maps native values to names first (the user's ``--label-map``)."""
+    if isinstance(raw, int) and names is not None and 0 <= raw < len(names):
+        raw = names[raw]
+    raw = str(raw).strip()
+    if label_map:
+        raw = label_map.get(raw, raw)
+    return taxonomy.canonical_or_none(raw)

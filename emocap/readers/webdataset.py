@@ -14,11 +14,11 @@ import glob
 import json
 import tarfile
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from emocap import taxonomy
 
-from .sample import Problem, ReadResult, Sample, sample_keys
+from .sample import ReadResult, Sample, canonical_label, sample_keys
 
 __all__ = ["read_webdataset", "shard_files", "index_shard", "read_member", "IMAGE_KEYS"]
 
@@ -63,15 +63,6 @@ def read_member(shard: Path, member: tarfile.TarInfo) -> bytes:
         return f.read(member.size)
 
 
-def _label(raw, names: Optional[Sequence[str]], label_map: Optional[Mapping[str, str]]) -> Optional[str]:
-    if isinstance(raw, int) and names is not None and 0 <= raw < len(names):
-        raw = names[raw]
-    raw = str(raw).strip()
-    if label_map:
-        raw = label_map.get(raw, raw)
-    return taxonomy.canonical_or_none(raw)
-
-
 def _distribution(shard: Path, parts, class_names, mapping) -> Optional[Dict[str, float]]:
     """The label of one sample from its ``json`` / ``cls`` / ``txt`` members; ValueError for an unknown class."""
     dist = None
@@ -81,24 +72,24 @@ def _distribution(shard: Path, parts, class_names, mapping) -> Optional[Dict[str
         if soft:
             dist = {}
             for k, v in soft.items():
-                canon = _label(k, None, mapping)
+                canon = canonical_label(k, None, mapping)
                 if canon is None:
                     raise ValueError(f"unknown class {k!r} in soft_label")
                 dist[canon] = dist.get(canon, 0.0) + float(v)
         elif "label" in meta:
-            canon = _label(meta["label"], class_names, mapping)
+            canon = canonical_label(meta["label"], class_names, mapping)
             if canon is None:
                 raise ValueError(f"unknown class {meta['label']!r}")
             dist = {canon: 1.0}
     if dist is None and "cls" in parts:
         raw = read_member(shard, parts["cls"]).decode().strip()
-        canon = _label(int(raw) if raw.isdigit() and class_names else raw, class_names, mapping)
+        canon = canonical_label(int(raw) if raw.isdigit() and class_names else raw, class_names, mapping)
         if canon is None:
             raise ValueError(f"unknown class {raw!r} (give --class-names for numeric cls)")
         dist = {canon: 1.0}
     if dist is None and "txt" in parts:
         raw = read_member(shard, parts["txt"]).decode().strip()
-        canon = _label(raw, None, mapping)
+        canon = canonical_label(raw, None, mapping)
         if canon is None:
             raise ValueError(f"txt {raw[:40]!r} is not a class name")
         dist = {canon: 1.0}

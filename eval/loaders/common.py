@@ -8,13 +8,11 @@ expected path; row-level trouble becomes ``(source, reason)`` problems.
 from __future__ import annotations
 
 import functools
-import io
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from PIL import Image
-
-from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from emocap.images import IMAGE_EXTENSIONS, load_image
+from emocap.images import image_from_bytes as decode_bytes  # re-exported for the loaders
 from emocap.readers import Sample
 
 from ..label_maps import LabelMap
@@ -109,20 +107,6 @@ def image_files(folder: Path, problems: List[Problem]) -> List[Path]:
 def image_sample(path: Path, label: int, **extra) -> BenchmarkSample:
     """An item that loads the image file ``path``."""
     return BenchmarkSample(str(path), functools.partial(load_image, path), label, **extra)
-
-
-def decode_bytes(read_bytes, source: str) -> Image.Image:
-    """The RGB image behind a core reader sample's bytes; ImageLoadError naming ``source``."""
-    try:
-        data = read_bytes()
-    except (FileNotFoundError, OSError, ValueError) as e:
-        raise ImageLoadError(source, f"missing image ({e})") from None
-    try:
-        im = Image.open(io.BytesIO(data))
-        im.load()
-    except Exception as e:
-        raise ImageLoadError(source, f"corrupt or unreadable image ({e})") from None
-    return load_image(im, source=source)
 
 
 def reader_item(sample: Sample, label: int, source: Optional[str] = None, **extra) -> BenchmarkSample:
