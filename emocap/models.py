@@ -22,6 +22,8 @@ weight file is an error, never a silent random model.
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -128,6 +130,47 @@ def default_preprocess_cfg(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+_EXTRA_TOP_KEYS = {"preprocess_cfg", "custom_text"}  # config keys open_clip reads outside CLIP()
+
+
+def _known_config_keys() -> Dict[str, set]:
+    top = set(inspect.signature(open_clip.model.CLIP.__init__).parameters) - {"self"}
+    top |= set(inspect.signature(open_clip.model.CustomTextCLIP.__init__).parameters) - {"self"}
+    return {
+        "": top | _EXTRA_TOP_KEYS,
+        "vision_cfg": {f.name for f in dataclasses.fields(open_clip.model.CLIPVisionCfg)},
+        "text_cfg": {f.name for f in dataclasses.fields(open_clip.model.CLIPTextCfg)},
+    }
+
+
+def unknown_model_config_keys(model_cfg: Dict[str, Any]) -> List[str]:
+    """Keys of an open_clip model config (``model_cfg``) that open_clip's CLIP would reject, as dotted names."""
+    known = _known_config_keys()
+    bad = [k for k in model_cfg if k not in known[""]]
+    for section in ("vision_cfg", "text_cfg"):
+        value = model_cfg.get(section)
+        if isinstance(value, dict):
+            bad += [f"{section}.{k}" for k in value if k not in known[section]]
+    return bad
+
+
+def check_model_config(model_cfg: Dict[str, Any], where: str) -> None:
+    """ModelLoadError naming ``where`` (the config file or architecture) and every key open_clip would reject."""
+    bad = unknown_model_config_keys(model_cfg)
+    if bad:
+        raise ModelLoadError(f"{where}: unknown model config key(s) {', '.join(bad)} (open_clip's CLIP does not "
+                             "take them; a typo?)")
+
+
+def _config_source(arch: str) -> str:
+    """Where the config of architecture ``arch`` comes from, for messages: a file where there is one."""
+    parsed = parse_model_id(arch)
+    if parsed.scheme == "local-dir":
+        return str(Path(parsed.value) / CONFIG_NAME)
+    bundled = resources.files("emocap").joinpath("model_configs", f"{arch}.json")
+    return str(bundled) if parsed.scheme == "path" and bundled.is_file() else f"the config of architecture {arch!r}"
+
+
 def _model_cfg_for_open_clip(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in model_cfg.items() if k != "preprocess_cfg"}
 
@@ -146,6 +189,7 @@ def create_model(arch: str, device: Union[str, torch.device, None] = None, **ove
             cfg[key] = {**cfg[key], **value}
         else:
             cfg[key] = value
+    check_model_config(cfg, _config_source(arch))
     return build_from_config(cfg, device=device, model_id=arch)
 
 
@@ -384,6 +428,7 @@ def _load_folder(folder: Path, model_id: str, device) -> EmocapModel:
     """A model folder (open_clip config + safetensors weights [+ extra tensors]) loaded in ``eval()`` mode."""
     config = _read_config(folder)
     weights = _weights_file(folder)
+    check_model_config(config["model_cfg"], str(folder / CONFIG_NAME))
     em = build_from_config(
         config["model_cfg"], model_id=model_id, meta=config.get("emocap", {}),
         preprocess_cfg=config.get("preprocess_cfg") or None,

@@ -293,3 +293,21 @@ def test_model_ids_are_parsed_in_one_place(tmp_path):
     with pytest.raises(ModelLoadError, match="the form is open_clip"):
         load_model("open_clip:ViT-B-16")
     assert local_model_dir("hf-hub:org/repo") is None and local_model_dir(ModelId("default")) is not None
+
+
+def test_a_model_folder_with_a_typo_key_names_the_file_and_the_key(tiny_model_dir, tmp_path):
+    """Issue 17: a config key open_clip does not take was a TypeError traceback; now one ModelLoadError."""
+    import json
+    import shutil
+
+    from emocap.models import ModelLoadError, load_model
+
+    folder = tmp_path / "typo"
+    shutil.copytree(tiny_model_dir, folder)
+    config_file = folder / "open_clip_config.json"
+    config = json.loads(config_file.read_text())
+    config["model_cfg"]["text_cfg"]["widht"] = config["model_cfg"]["text_cfg"].pop("width")
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=r"text_cfg\.widht") as caught:
+        load_model(str(folder))
+    assert str(config_file) in str(caught.value)

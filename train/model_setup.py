@@ -7,12 +7,8 @@ open_clip does not know is refused here with the key and the file named, before 
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
-from importlib import resources
 from typing import Any, Dict, List, Optional, Tuple
 
-import open_clip
 import torch
 
 from emocap import taxonomy
@@ -22,70 +18,19 @@ from emocap.models import ModelLoadError, create_model, load_model
 from .config import ConfigError
 from .prompt_learning import SoftPrompts
 
-_EXTRA_TOP_KEYS = {"preprocess_cfg", "custom_text"}
-
-
-def _known_keys() -> Dict[str, set]:
-    top = set(inspect.signature(open_clip.model.CLIP.__init__).parameters) - {"self"}
-    top |= set(inspect.signature(open_clip.model.CustomTextCLIP.__init__).parameters) - {"self"}
-    return {
-        "": top | _EXTRA_TOP_KEYS,
-        "vision_cfg": {f.name for f in dataclasses.fields(open_clip.model.CLIPVisionCfg)},
-        "text_cfg": {f.name for f in dataclasses.fields(open_clip.model.CLIPTextCfg)},
-    }
-
-
-def unknown_model_config_keys(model_cfg: Dict[str, Any]) -> List[str]:
-    """Keys of an open_clip model config (``model_cfg``) that open_clip's CLIP would reject, as dotted names."""
-    known = _known_keys()
-    bad = [k for k in model_cfg if k not in known[""]]
-    for section in ("vision_cfg", "text_cfg"):
-        value = model_cfg.get(section)
-        if isinstance(value, dict):
-            bad += [f"{section}.{k}" for k in value if k not in known[section]]
-    return bad
-
-
-def model_config_file(model: str) -> str:
-    """Where the config of architecture ``model`` comes from, for error messages."""
-    if model.startswith("local-dir:"):
-        return f"{model[len('local-dir:'):]}/open_clip_config.json"
-    if model.startswith("hf-hub:"):
-        return f"open_clip_config.json of {model}"
-    bundled = resources.files("emocap").joinpath("model_configs", f"{model}.json")
-    return str(bundled) if bundled.is_file() else f"open_clip's config of {model!r}"
-
-
 def _create(arch: str):
-    if arch.startswith("hf-hub:"):  # read (and checked) by open_clip when the model is built
-        return _build(arch)
-    try:
-        model_cfg = open_clip.get_model_config(arch)
-    except (OSError, ValueError) as e:  # a missing or unreadable local-dir config
-        raise ConfigError(f"config key 'model': cannot read the model config {model_config_file(arch)}: {e}") from None
-    if isinstance(model_cfg, dict):
-        bad = unknown_model_config_keys(model_cfg)
-        if bad:
-            raise ConfigError(f"config key 'model': the model config {model_config_file(arch)} has unknown key(s) "
-                              f"{', '.join(bad)} (open_clip's CLIP does not take them)")
-    return _build(arch)
-
-
-def _build(arch: str):
+    """A fresh model of architecture ``arch``; its config checked by core (unknown keys named with the file)."""
     try:
         return create_model(arch)
-    except ModelLoadError as e:
+    except (ModelLoadError, OSError, ValueError) as e:  # unknown architecture, bad keys, unreadable config
         raise ConfigError(f"config key 'model': {e}") from None
-    except TypeError as e:
-        raise ConfigError(f"config key 'model': the model config {model_config_file(arch)} is not valid: {e}") from None
 
 
 def _load_start_weights(init_from: str, init_model_id: str):
     try:
         return load_model(init_model_id)
-    except TypeError as e:  # open_clip rejected a key of the folder's config
-        raise ConfigError(f"config key 'init_from': the model config (open_clip_config.json) of {init_from} is not "
-                          f"valid: {e}") from None
+    except ModelLoadError as e:  # e.g. a key of the folder's config that open_clip rejects
+        raise ConfigError(f"config key 'init_from': {e}") from None
 
 
 def prepare_model(cfg: Dict, init_model_id: Optional[str]) -> Tuple[Any, Optional[LearnedPrompts]]:
