@@ -185,3 +185,12 @@ def write_random_face_folder(root: Path, seed: int, classes=("happy", "sad", "an
         for i in range(per_class):
             Image.fromarray(rng.randint(0, 256, (36, 36, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     return root
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for child processes that a test interrupts with SIGINT: a test run started in the background
+    (``nohup``, ``cmd &`` in a script, some CI runners) inherits SIGINT ignored, and Python then never raises
+    KeyboardInterrupt; the child gets the default disposition back, as in a terminal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import default_sigint
 from PIL import Image
 
 from emocap.captioning.shards import build_captions
@@ -86,7 +87,7 @@ def _run_child(root: Path, out: Path, signum: int, stop_at: int):
     log = out.parent / f"{out.name}.events"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", CHILD, str(signum), str(stop_at), str(log), *_args(root, out)],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120, env=env, preexec_fn=default_sigint)
 
 
 def _outputs(folder: Path):

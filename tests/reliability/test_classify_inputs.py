@@ -17,6 +17,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import default_sigint
 from PIL import Image
 
 from emocap import images
@@ -198,7 +199,8 @@ def test_ctrl_c_ends_classify_with_one_line_and_code_130(tiny_model_dir, face_pn
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "emocap.cli", "classify", *[str(face_png)] * 4000, "--model", str(tiny_model_dir),
            "--batch-size", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=default_sigint)
     try:
         first = proc.stdout.readline()  # classifying has started
         assert first.startswith(str(face_png)), first

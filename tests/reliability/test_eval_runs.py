@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import default_sigint
 from PIL import Image
 
 from emocap.cli import main as emocap_main
@@ -95,7 +96,8 @@ def _driver(tmp_path: Path, argv: list, kill: str, signal_name: str = "KILL", ou
     script.write_text(DRIVER, encoding="utf-8")
     env = {**os.environ, "EVAL_KILL": kill, "EVAL_SIGNAL": signal_name, "EVAL_OUT": str(out or tmp_path / "none"),
            "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True, timeout=120,
+                          preexec_fn=default_sigint)
 
 
 @pytest.fixture(scope="module")

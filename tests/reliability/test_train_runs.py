@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 import torch
 from safetensors.torch import load_file
 
@@ -41,7 +42,7 @@ def _cli(shards, out, fault: str, *extra):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "EMOCAP_TRAIN_FAULT": fault}
     cmd = [sys.executable, "-m", "emocap.cli", "train", "--config", "tiny", "--quiet",
            "--set", *_overrides(shards, out, *extra)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, preexec_fn=default_sigint)
 
 
 def _assert_same_weights(a: Path, b: Path):
