@@ -57,9 +57,22 @@ class NoFaceFoundError(ValueError):
 
 
 def _pick_device(device) -> torch.device:
+    """``device`` as a torch device (default: cuda when available, else cpu); ValueError in one line when it is not
+    a device name or names a GPU this machine does not have."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        picked = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device {device!r} is not a device name (cpu, cuda, cuda:1, mps): {e}") from None
+    if picked.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine; use cpu")
+        if picked.index is not None and picked.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if picked.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r}: MPS is not available on this machine; use cpu")
+    return picked
 
 
 class ZeroShotClassifier:

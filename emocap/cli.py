@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from importlib.metadata import distributions
@@ -57,11 +58,14 @@ def _add_classify(subparsers):
         epilog=CLASSIFY_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("inputs", nargs="+", help="image files or folders of images")
+    p.add_argument("inputs", nargs="*", help="image files or folders of images (anywhere on the line: after "
+                   "--labels, words that name an existing file or folder are inputs, not labels)")
     p.add_argument("--model", default=None, help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
     p.add_argument("--labels", nargs="+", default=None,
                    help="label names: any words or phrases, quoted when they have spaces (default: the model's labels, basic-8)")
-    p.add_argument("--prompts", default=None, help="prompt set: bundled name or JSON file (default: the model's)")
+    p.add_argument("--prompts", default=None,
+                   help="prompt set: a bundled name, a JSON file, or one template with {} for the label, e.g. "
+                   "'a photo of a {} face.' (default: the model's)")
     p.add_argument("--top-k", type=_positive_int, default=3, help="labels to print per image (default 3)")
     p.add_argument("--detect-faces", action="store_true", help="detect and crop faces in full photos first")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
@@ -76,7 +80,11 @@ def _run_classify(args) -> int:
     from .models import ModelLoadError
     from .taxonomy import IndistinguishableLabelsWarning
 
-    files, problems = expand_inputs(args.inputs)
+    inputs, args.labels = split_inputs_from_labels(args.inputs, args.labels)
+    if not inputs:
+        print("emocap classify: error: no inputs: give image files or folders", file=sys.stderr)
+        return 2
+    files, problems = expand_inputs(inputs)
     try:
         clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts, device=args.device)
         with warnings.catch_warnings(record=True) as caught:
@@ -110,6 +118,18 @@ def _run_classify(args) -> int:
     if problems:
         print(f"classified {n_done} images, skipped {len(problems)}", file=sys.stderr)
     return 0 if n_done or not problems else 1
+
+
+def split_inputs_from_labels(inputs: List[str], labels: Optional[List[str]]):
+    """``(inputs, labels)`` with the ``--labels`` words that name an existing file or folder moved to the inputs:
+    ``--labels joy rage faces/*.png`` takes every word after the option, so the files would be read as labels.
+    A label that is really meant as a word and happens to be a file name in the current folder needs ``--``
+    before the inputs or the inputs first."""
+    if not labels:
+        return list(inputs), labels
+    as_paths = [word for word in labels if os.path.exists(word)]
+    kept = [word for word in labels if not os.path.exists(word)]
+    return list(inputs) + as_paths, (kept or None)
 
 
 def _report_warnings(caught) -> None:

@@ -162,6 +162,17 @@ def _validate_descriptions(data: dict, where: str) -> Dict[str, tuple]:
     return {k: tuple(v) for k, v in desc.items()}
 
 
+def _check_template(template: str) -> str:
+    """A template must take the label once, through ``{}``; ValueError naming it otherwise."""
+    try:
+        filled = template.format("LABEL")
+    except (IndexError, KeyError, ValueError) as e:
+        raise ValueError(f"template {template!r}: use {{}} once where the label goes, no other braces ({e})") from None
+    if filled.count("LABEL") != 1:
+        raise ValueError(f"template {template!r}: needs exactly one {{}} where the label goes")
+    return template
+
+
 def load_prompt_set(
     spec: Union[str, Path, "PromptSet", Mapping, Sequence[str], None] = None,
     descriptions: Union[str, Path, Mapping, None] = None,
@@ -169,7 +180,8 @@ def load_prompt_set(
     """Load a prompt set.
 
     ``spec`` may be ``None`` (the bundled default), a bundled name (``"basic8"``), a JSON file holding
-    templates and/or descriptions, a dict in the file format, a list of template strings, or a PromptSet.
+    templates and/or descriptions, a dict in the file format, one template string (``"a photo of a {} face."``),
+    a list of template strings, or a PromptSet.
     ``descriptions`` optionally adds (or replaces) a description set: a bundled name, a JSON file or a dict.
     """
     if isinstance(spec, PromptSet):
@@ -188,11 +200,14 @@ def load_prompt_set(
             tuple(spec.get("templates", ())), _validate_descriptions(dict(spec), "prompt dict"),
             name=str(spec.get("name", "custom")),
         )
+    elif isinstance(spec, str) and "{}" in spec and not Path(spec).is_file():
+        base = PromptSet((_check_template(spec),), {}, name="custom")  # one template: "a photo of a {} face."
     elif isinstance(spec, (str, Path)):
         path = Path(spec)
         if not path.is_file():
             raise FileNotFoundError(
-                f"prompt set {str(spec)!r} is neither a bundled name ({', '.join(bundled_prompt_sets())}) nor a file"
+                f"prompt set {str(spec)!r} is neither a bundled name ({', '.join(bundled_prompt_sets())}), a file, "
+                "nor a template with {} where the label goes"
             )
         data = _read_json(path.read_text(encoding="utf-8"), str(path))
         templates = data.get("templates", [])

@@ -128,3 +128,30 @@ def test_stage_commands_come_from_entry_points_and_a_missing_extra_is_explained(
     assert main(["caption"]) == 2
     err = capsys.readouterr().err
     assert "emocap caption: unavailable" in err and "pip install 'emocap[captioning]'" in err
+
+
+def test_files_after_labels_are_inputs_and_a_template_is_a_prompt_set(tiny_model_dir, tmp_path, capsys):
+    """Issue 14: ``--labels joy rage faces/*.png`` read the files as labels; ``--prompts 'a photo of a {} face.'``
+    was refused."""
+    img = tmp_path / "face.png"
+    Image.new("RGB", (32, 32), (200, 120, 90)).save(img)
+    rc = main(["classify", "--model", str(tiny_model_dir), "--labels", "joy", "rage", str(img),
+               "--prompts", "a photo of a {} face."])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.startswith(f"{img}: ")
+    assert {p.split()[0] for p in out.split(": ", 1)[1].split(", ")} == {"joy", "rage"}
+    assert main(["classify", "--model", str(tiny_model_dir), "--labels", "joy", "rage"]) == 2
+    assert "no inputs" in capsys.readouterr().err
+    assert main(["classify", "--model", str(tiny_model_dir), str(img), "--prompts", "a {} and {}"]) == 2
+    assert "{} once" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the machine has CUDA: nothing to refuse")
+def test_a_missing_gpu_is_one_line(tiny_model_dir, tmp_path, capsys):
+    img = tmp_path / "face.png"
+    Image.new("RGB", (32, 32)).save(img)
+    assert main(["classify", str(img), "--model", str(tiny_model_dir), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "CUDA is not available" in err[0]
+    assert main(["classify", str(img), "--model", str(tiny_model_dir), "--device", "gpu"]) == 2
+    assert "not a device name" in capsys.readouterr().err

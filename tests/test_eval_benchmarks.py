@@ -178,3 +178,18 @@ def test_ferplus_tar_layout(ferplus_root, tmp_path_factory):
 def test_ferplus_missing_split_is_a_clear_error(ferplus_root):
     with pytest.raises(FileNotFoundError, match="FER2013Valid"):
         get_benchmark("ferplus").load(ferplus_root, "valid")
+
+
+def test_imagefolder_needs_two_classes_and_points_at_a_split_folder(tmp_path):
+    """Issue 14: a root holding ``test/<class>/`` became a 1-class benchmark scoring 100%."""
+    from PIL import Image
+
+    from emocap.eval.registry import get_benchmark
+
+    for folder in ("test/happiness", "test/sadness", "happiness"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / folder / "a.png")
+    with pytest.raises(ValueError, match=r"only one class \(happiness\).*add --split test"):
+        get_benchmark("imagefolder").load(tmp_path)
+    data = get_benchmark("imagefolder").load(tmp_path, "test")
+    assert data.classes == ["happiness", "sadness"]

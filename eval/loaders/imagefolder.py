@@ -25,6 +25,14 @@ def _non_images(folder: Path) -> List[Problem]:
             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in IMAGE_EXTENSIONS]
 
 
+def emotion_folders_or_none(base: Path):
+    """The emotion class folders directly under ``base``, or an empty list when it has none (or is unreadable)."""
+    try:
+        return emotion_folders(base)[0]
+    except (FileNotFoundError, OSError):
+        return []
+
+
 def load_imagefolder(root: Path, split: Optional[str]) -> BenchmarkData:
     """A root with one sub-folder per class (``root/<class>/**/*.png``), optionally under ``root/<split>/``.
 
@@ -59,9 +67,14 @@ def load_imagefolder(root: Path, split: Optional[str]) -> BenchmarkData:
         else:
             problems.append((str(folder), f"merged with folder {merged_from[name]!r} as class {name!r}"))
         samples.extend(image_sample(f, index[name]) for f in files)
+    splits_inside = [name for name in ignored if (base / name).is_dir() and emotion_folders_or_none(base / name)]
+    hint = f"; {', '.join(splits_inside)} looks like a split folder: add --split {splits_inside[0]}" if splits_inside else ""
     if not samples:
         raise ValueError(f"imagefolder: no image files in any class folder under {base}"
-                         + (f" (ignored folders, not emotions: {', '.join(ignored)})" if ignored else ""))
+                         + (f" (ignored folders, not emotions: {', '.join(ignored)})" if ignored else "") + hint)
+    if len(classes) < 2:
+        raise ValueError(f"imagefolder: only one class ({classes[0]}) under {base}: a benchmark needs at least two "
+                         f"class folders{hint}")
     info = {"protocol": "folder-label", "source": str(base),
             "folders": {f.name: name for f, name in folders}, "ignored_folders": ignored}
     return BenchmarkData(samples, classes, problems, info)
