@@ -268,3 +268,20 @@ def test_trained_folder_card_reports_validation(tiny_model_dir, tmp_path):
     assert "WAR 81.23, UAR 50.0" in text and "- training data: `s`" in text
     assert f'from_pretrained("local-dir:{folder}")' in text
     assert ModelCard.load(card).data.to_dict()["library_name"] == "open_clip"
+
+
+def test_dry_run_carries_learned_prompts_and_drops_them_when_gone(tiny_model_dir, tmp_path):
+    from safetensors.torch import save_file
+
+    from emocap.models import EXTRA_TENSORS_NAME
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    save_file({"ctx": torch.zeros(4, 8)}, str(folder / EXTRA_TENSORS_NAME))
+    out = tmp_path / "upload"
+    names = [p.name for p in stage_upload(str(folder), out, "org/x")]
+    assert names == [CONFIG_NAME, WEIGHTS_NAME, EXTRA_TENSORS_NAME, "README.md"]
+    assert (out / EXTRA_TENSORS_NAME).read_bytes() == (folder / EXTRA_TENSORS_NAME).read_bytes()
+    (folder / EXTRA_TENSORS_NAME).unlink()
+    stage_upload(str(folder), out, "org/x")
+    assert sorted(p.name for p in out.iterdir()) == sorted([CONFIG_NAME, WEIGHTS_NAME, "README.md"])
