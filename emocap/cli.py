@@ -22,6 +22,7 @@ DESCRIPTION = """emocap: vision-language facial emotion representations.
   emocap caption   --root DATA --out DIR  EmoCap-style caption shards from a labelled face dataset
   emocap train     --config CONFIG        train an emotion CLIP model (accelerate: CPU, one or many GPUs)
   emocap eval      --root DATA            zero-shot benchmark results (WAR, UAR, macro F1, confusion)
+  emocap push      MODEL_DIR org/repo     publish a model folder with a generated model card (or --dry-run)
 
 Run `emocap <command> --help` for the options of each command."""
 
@@ -32,6 +33,12 @@ CLASSIFY_EXAMPLES = """examples:
   emocap classify faces/ --labels pain boredom --prompts my.json   # descriptions from `emocap caption prompts`
   emocap classify face.png --model hf-hub:org/repo    # a model from the Hugging Face hub
   emocap classify faces/ --json > scores.jsonl        # one JSON line per image
+"""
+
+PUSH_EXAMPLES = """examples:
+  emocap push runs/mine/final org/my-emotion-model --results results/*.json   # upload (token: HF_TOKEN or login)
+  emocap push runs/mine/final org/my-emotion-model --dry-run upload/          # write exactly what would be uploaded
+  emocap push default org/emocap-default --dry-run out/ --results model_cards/results/emocap-default/
 """
 
 COMMANDS_GROUP = "emocap.commands"  # entry points: command name -> module with add_parser(subparsers)
@@ -132,6 +139,60 @@ def split_inputs_from_labels(inputs: List[str], labels: Optional[List[str]]):
     return list(inputs) + as_paths, (kept or None)
 
 
+def _add_push(subparsers):
+    p = subparsers.add_parser(
+        "push",
+        help="publish a model folder to the Hugging Face hub with a generated model card",
+        description="Upload a model folder (open_clip_config.json, open_clip_model.safetensors, "
+        "emocap_extra.safetensors if present) and a model card made from its config and result JSONs "
+        "(README.md: licence, tags, model-index, usage with emocap and open_clip, results, limits).",
+        epilog=PUSH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", metavar="MODEL_DIR", help="a model folder (runs/NAME/final), local-dir:/path or default")
+    p.add_argument("repo_id", metavar="ORG/REPO", help="the hub repository (created when missing)")
+    p.add_argument("--dry-run", metavar="OUT_DIR", default=None,
+                   help="write what would be uploaded into OUT_DIR (new, empty or an earlier dry run) and stop")
+    p.add_argument("--results", nargs="+", default=[], metavar="RESULT_JSON",
+                   help="emocap eval result files or folders of them, for the card's results and model-index")
+    p.add_argument("--notes", default=None, metavar="MARKDOWN", help="a Markdown file added to the card as it is")
+    p.add_argument("--dataset", nargs="+", default=[], help="training dataset names for the card's 'datasets'")
+    p.add_argument("--license", default="apache-2.0", help="the card's licence id (default apache-2.0)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--token", default=None, help="hub token (default: HF_TOKEN or the huggingface-cli login)")
+    p.set_defaults(func=_run_push)
+
+
+def _run_push(args) -> int:
+    from .model_card import CardError, read_result_files
+    from .publish import PublishError, push_model, stage_upload
+
+    try:
+        records = read_result_files(args.results)
+        notes = open(args.notes, encoding="utf-8").read() if args.notes else ""
+        options = dict(notes=notes, datasets=args.dataset, license_id=args.license)
+        if args.dry_run:
+            files = stage_upload(args.model, args.dry_run, args.repo_id, records, **options)
+            print(f"dry run: {len(files)} files for hf-hub:{args.repo_id} in {args.dry_run} "
+                  f"({', '.join(f.name for f in files)}; {len(records)} results in the card)")
+            return 0
+    except (CardError, PublishError, OSError) as e:
+        print(f"emocap push: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        url = push_model(args.model, args.repo_id, records, private=args.private, token=args.token, **options)
+    except (CardError, PublishError) as e:
+        print(f"emocap push: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the hub client's errors: offline, network, no token, no permission
+        reason = " ".join(str(e).split())[:300]
+        print(f"emocap push: error: upload to hf-hub:{args.repo_id} failed ({type(e).__name__}: {reason})",
+              file=sys.stderr)
+        return 1
+    print(f"pushed {args.model} -> https://huggingface.co/{args.repo_id} ({url})")
+    return 0
+
+
 def _report_warnings(caught) -> None:
     """Print emocap's own warnings as one ``warning:`` line each; others go back to the warnings machinery."""
     from .images import SmallImageWarning
@@ -166,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emocap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
     _add_classify(sub)
+    _add_push(sub)
     for command in stage_commands():
         try:
             module = command.load()

@@ -1,8 +1,13 @@
-"""Publishing models to the Hugging Face hub (loading is ``emocap.models.load_model("hf-hub:org/repo")``).
+"""Uploading a model folder to the Hugging Face hub (loading is ``emocap.models.load_model("hf-hub:org/repo")``).
 
 After training and export: a model folder (open_clip hub format + emocap keys) is uploaded as it is, so
 ``open_clip.create_model_and_transforms("hf-hub:org/repo")`` and emocap both load the published repo.
-Only the files a model needs are uploaded: the config, safetensors weights and the model card.
+Only the files a model needs are uploaded: the config, safetensors weights and the model card (``README.md``).
+
+Most users publish with the ``emocap push MODEL_DIR org/repo`` command (:mod:`emocap.publish`), which writes a
+fresh model card from the config and the ``emocap eval`` result files (:mod:`emocap.model_card`), stages the
+files in a temporary folder and hands that folder to :func:`push_to_hub`; ``emocap push --dry-run OUT_DIR``
+writes the same folder without uploading. :func:`push_to_hub` uploads a folder as it is, card included.
 """
 
 from __future__ import annotations

@@ -22,17 +22,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from emocap.model_card import BENCHMARK_TITLES, card_records, model_index
+
 __all__ = ["load_results", "results_table", "published_rows", "write_tables", "plot_confusion",
            "plot_reliability", "model_index", "update_model_card", "add_parser", "run_build"]
 
 METRICS = ("war", "uar", "macro_f1", "ece", "soft_accuracy")
-BENCHMARK_TITLES = {
-    "ferplus": "FER+", "ferplus-soft": "FER+ soft", "ferplus-compound": "FER+ compound", "rafdb": "RAF-DB",
-    "rafdb-compound": "RAF-DB compound",
-    "affectnet7": "AffectNet-7", "affectnet8": "AffectNet-8", "fer2013": "FER2013", "sfew": "SFEW", "expw": "ExpW",
-    "ckplus": "CK+", "jaffe": "JAFFE", "kdef": "KDEF", "caer-s": "CAER-S", "dfew": "DFEW", "ferv39k": "FERV39k",
-    "mafw": "MAFW", "afew": "AFEW",
-}
 
 
 def load_results(folder, include_limited: bool = False) -> Tuple[List[dict], List[Tuple[str, str]]]:
@@ -258,28 +253,7 @@ def plot_reliability(record: dict, path) -> Optional[Path]:
 
 
 # ------------------------------------------------------------------------------------------------- model card
-
-def model_index(records: Sequence[dict], name: str) -> List[dict]:
-    """A Hugging Face ``model-index`` list for the zero-shot results in ``records`` (numbers in percent)."""
-    results = []
-    for r in sorted(records, key=_column):
-        protocol = r.get("protocol") or "zeroshot"
-        prompts = f" (prompts {r['prompt_set']})" if r.get("prompt_set") else ""
-        task = ({"type": "zero-shot-image-classification", "name": f"Zero-shot facial expression recognition{prompts}"}
-                if protocol == "zeroshot" else
-                {"type": "image-classification", "name": f"Facial expression recognition ({protocol})"})
-        dataset = {"name": _title(str(r["benchmark"])), "type": str(r["benchmark"])}
-        if r.get("split"):
-            dataset["split"] = str(r["split"])
-        if r.get("view"):
-            dataset["config"] = str(r["view"])
-        metrics = [{"type": "accuracy", "name": "WAR", "value": round(100 * r["war"], 2)},
-                   {"type": "recall", "name": "UAR", "value": round(100 * r["uar"], 2)},
-                   {"type": "f1", "name": "macro F1", "value": round(100 * r["macro_f1"], 2)}]
-        if r.get("ece") is not None:
-            metrics.append({"type": "ece", "name": "ECE", "value": round(100 * r["ece"], 2)})
-        results.append({"task": task, "dataset": dataset, "metrics": metrics})
-    return [{"name": name, "results": results}]
+# (the model-index block itself is core's, emocap.model_card.model_index, shared with `emocap push`)
 
 
 def update_model_card(card, records: Sequence[dict], name: str) -> Path:
@@ -364,8 +338,7 @@ def run_build(args) -> int:
             print(f"emocap eval build: error: results hold several models ({', '.join(models)}); "
                   "choose one with --card-model", file=sys.stderr)
             return 2
-        chosen = [r for r in records if str(r["model_id"]) == model and not r.get("vocabulary")
-                  and not (r.get("benchmark_info") or {}).get("class_names_renamed_from")]
+        chosen = card_records([r for r in records if str(r["model_id"]) == model])
         if not chosen:
             print(f"emocap eval build: error: no results of model {model!r}", file=sys.stderr)
             return 2

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from huggingface_hub import ModelCard
 from open_clip.loss import ClipLoss
 from safetensors.torch import load_file
 
@@ -148,6 +149,12 @@ def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
     assert step_rows and all(set(json.loads(r["terms"])) == {"global", "local", "summary", "class_prompts"} for r in step_rows)
     assert any((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert (tmp_path / "run" / "config.yaml").is_file() and (tmp_path / "run" / "best").is_dir()
+    # best/ and final/ carry a model card with the validation metrics (emocap.model_card)
+    for folder in ("best", "final"):
+        card = ModelCard.load(tmp_path / "run" / folder / "README.md")
+        assert card.data.to_dict()["library_name"] == "open_clip" and "Checked during training" in card.text
+    assert em.meta["validation"]["split"] == "valid"  # final/ records the last validation
+    assert f"UAR {round(100 * em.meta['validation']['uar'], 2)}" in (final / "README.md").read_text()
     # the weights moved away from initialisation
     init = create_model("emocap-tiny").model.state_dict()
     trained = load_file(str(final / "open_clip_model.safetensors"))

@@ -15,6 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from emocap.model_card import write_model_card
 from emocap.models import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model
 
 
@@ -36,6 +37,8 @@ def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None
     save_model(em, dest_path, meta=meta, fp16=fp16, extra_tensors=extra)
     if card:
         shutil.copyfile(card, dest_path / "README.md")
+    else:
+        write_model_card(dest_path)  # the generated card (emocap push regenerates it with the results)
     return dest_path
 
 
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("src", help="trained model folder (e.g. runs/default/best)")
     p.add_argument("dest", help="destination folder (e.g. emocap/default_model)")
     p.add_argument("--fp32", action="store_true", help="keep fp32 weights")
-    p.add_argument("--card", default=None, help="model card to copy in as README.md")
+    p.add_argument("--card", default=None, help="model card to copy in as README.md (default: a generated card)")
     p.add_argument("--no-learned-prompts", action="store_true",
                    help="leave out soft prompts learned in training (the classifier then uses the hand prompts)")
     args = p.parse_args(argv)

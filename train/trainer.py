@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from emocap import taxonomy
+from emocap.model_card import write_model_card
 from emocap.models import save_model
 from emocap.prompts import load_prompt_set
 
@@ -72,6 +73,7 @@ class Trainer:
         self.checkpoint: Optional[Path] = None  # the newest checkpoint this run wrote or resumed from
         self._hard_cache: Optional[torch.Tensor] = None
         self._interrupt = False
+        self.last_validation: Optional[dict] = None  # the newest validation metrics, for final/'s model card
 
     # ------------------------------------------------------------------ build
     def build(self) -> "Trainer":
@@ -369,9 +371,10 @@ class Trainer:
         self.accelerator.print(f"epoch {state.epoch}: zero-shot {dcfg['val_split']} WAR {metrics['war']:.4f} "
                                f"UAR {metrics['uar']:.4f}")
         self.log.validation(state.epoch, state.global_step, metrics)
+        self.last_validation = {**metrics, "split": dcfg["val_split"]}
         if metrics["uar"] + metrics["war"] > state.best_war_plus_uar:
             state.best_war_plus_uar = metrics["uar"] + metrics["war"]
-            self.export(self.out / "best", fp16=False, extra_meta={"validation": {**metrics, "split": dcfg["val_split"]}})
+            self.export(self.out / "best", fp16=False, extra_meta={"validation": self.last_validation})
         if self.cfg["prompt"]["only"]:
             self.clip.eval()
         return metrics
@@ -412,10 +415,12 @@ class Trainer:
             meta["learned_prompts"] = learned.meta()
             extra = {learned.meta()["tensor"]: learned.ctx}
         save_model(em, folder, meta=meta, fp16=fp16, extra_tensors=extra)
+        write_model_card(folder)  # README.md: config, validation metrics, usage, terms, limits (emocap push adds results)
 
     def finish(self) -> Path:
         """Export final/ (main process) once every process is done."""
         if self.accelerator.is_main_process:
-            self.export(self.out / "final", fp16=self.cfg["save_fp16"])
+            last = {"validation": self.last_validation} if self.last_validation else None
+            self.export(self.out / "final", fp16=self.cfg["save_fp16"], extra_meta=last)
         self.accelerator.wait_for_everyone()
         return self.out / "final"
