@@ -13,6 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from emocap.cli_options import add_output_options
+
 EXAMPLES = """examples:
   emocap caption --root ../shared/data/ferplus --split train --out data/captions/ferplus-train
   emocap caption --dataset imagefolder --root my_faces/ --out data/captions/my-faces --seed 1
@@ -72,7 +74,7 @@ def _add_build_options(p) -> None:
     p.add_argument("--shards", default=None, help="only these shard indices, e.g. '0,2'")
     p.add_argument("--hf-out", default=None, help="also export an HF datasets ImageFolder (metadata.jsonl) here")
     p.add_argument("--stats", action="store_true", help="also write the stats report (OUT/stats/)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_output_options(p)
     _add_writer_options(p)
 
 
@@ -109,17 +111,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     pr.add_argument("--name", default=None, help="prompt set name (default: the output file's stem)")
     pr.add_argument("--seed", type=int, default=0)
     _add_writer_options(pr)
+    add_output_options(pr)
     pr.set_defaults(func=run_prompts)
 
     st = sub.add_parser("stats", help="stats report with plots for finished caption shards")
     st.add_argument("shards", help="folder with caption shards")
     st.add_argument("--out", default=None, help="report folder (default SHARDS/stats)")
+    add_output_options(st)
     st.set_defaults(func=run_stats)
 
     ex = sub.add_parser("export", help="HF datasets ImageFolder (images + metadata.jsonl) from caption shards")
     ex.add_argument("shards", help="folder with caption shards")
     ex.add_argument("--out", required=True, help="ImageFolder root")
     ex.add_argument("--split", default="train", help="split folder name (default train)")
+    add_output_options(ex)
     ex.set_defaults(func=run_export)
     p.set_defaults(func=run)
     return p

@@ -16,6 +16,10 @@ import warnings
 from importlib.metadata import distributions
 from typing import List, Optional
 
+from tqdm import tqdm
+
+from .cli_options import add_output_options, configure_output
+
 DESCRIPTION = """emocap: vision-language facial emotion representations.
 
   emocap classify  faces.jpg ...          zero-shot emotion scores (embedded default model, offline)
@@ -78,6 +82,7 @@ def _add_classify(subparsers):
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    add_output_options(p)
     p.set_defaults(func=_run_classify)
 
 
@@ -105,6 +110,8 @@ def _run_classify(args) -> int:
     # stream: classify and print one chunk at a time, so memory stays flat on folders of any size; the classifier
     # decodes each file once (its worker threads) and hands back the load error of a file it cannot read
     chunk_size = args.batch_size * 4
+    bar = tqdm(total=len(files), unit="img", desc="classify", disable=None if not args.quiet else True,
+               file=sys.stderr, leave=False)  # shown on a terminal only (disable=None), never with -q
     for start in range(0, len(files), chunk_size):
         names = [str(f) for f in files[start:start + chunk_size]]
         with warnings.catch_warnings(record=True) as caught:
@@ -112,6 +119,7 @@ def _run_classify(args) -> int:
             preds = clf.predict(names, top_k=args.top_k, batch_size=args.batch_size, detect_faces=args.detect_faces,
                                 no_face="empty", on_error="return")
         _report_warnings(caught)
+        bar.update(len(names))
         for name, pred in zip(names, preds):
             if isinstance(pred, ImageLoadError):
                 problems.append((pred.source, pred.reason))
@@ -120,6 +128,7 @@ def _run_classify(args) -> int:
             else:
                 n_done += 1
                 _print_prediction(name, pred, args)
+    bar.close()
     for where, reason in problems:
         print(f"skipped {where}: {reason}", file=sys.stderr)
     if problems:
@@ -160,6 +169,7 @@ def _add_push(subparsers):
     p.add_argument("--license", default="apache-2.0", help="the card's licence id (default apache-2.0)")
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--token", default=None, help="hub token (default: HF_TOKEN or the huggingface-cli login)")
+    add_output_options(p)
     p.set_defaults(func=_run_push)
 
 
@@ -276,6 +286,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             parser.print_help()
             return 1
         command = f"emocap {args.command}"
+        configure_output(args)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"{command}: interrupted (Ctrl-C)", file=sys.stderr)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from emocap.ferplus import LabelFileError
+from emocap.cli_options import add_output_options
 from emocap.images import ImageLoadError
 
 from .registry import benchmark_names, get_benchmark
@@ -128,7 +129,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write cached image features")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate only the first N samples (quick checks; recorded in the result)")
-    p.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    add_output_options(p, no_progress_alias=True)
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="eval_command", metavar="{build,explain}")
     for module in ("tables", "explain"):

@@ -20,6 +20,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from emocap.cli_options import add_output_options
+
 __all__ = ["explain", "region_sentences", "add_parser", "run_explain"]
 
 
@@ -78,6 +80,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--prompts", default=None, help="prompt set whose class descriptions to rank (default: the model's)")
     p.add_argument("--device", default=None, help="torch device (default: automatic)")
     p.add_argument("--json", action="store_true", dest="explain_json", help="one JSON object per image")
+    add_output_options(p)
     p.set_defaults(eval_func=run_explain)
     return p
 

@@ -90,7 +90,7 @@ class RunSpec:
             prompts=args.prompts, no_descriptions=bool(getattr(args, "no_descriptions", False)),
             class_names=tuple(args.class_names) if args.class_names else None,
             vocabulary=getattr(args, "vocabulary", None), options=tuple(options.items()), limit=args.limit,
-            batch_size=args.batch_size, device=args.device, progress=not args.no_progress,
+            batch_size=args.batch_size, device=args.device, progress=not args.quiet,
         )
 
     # ------------------------------------------------------------------------------------------- derived names

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from emocap.cli_options import add_output_options
 from emocap.model_card import BENCHMARK_TITLES, card_records, model_index
 
 __all__ = ["load_results", "results_table", "published_rows", "write_tables", "plot_confusion",
@@ -300,6 +301,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model-card", default=None, help="a model card (Markdown) whose model-index block to fill")
     p.add_argument("--card-model", default=None,
                    help="the model id whose results go into the card (default: the only model in the results)")
+    add_output_options(p)
     p.set_defaults(eval_func=run_build)
     return p
 

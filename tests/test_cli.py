@@ -155,3 +155,13 @@ def test_a_missing_gpu_is_one_line(tiny_model_dir, tmp_path, capsys):
     assert len(err) == 1 and "CUDA is not available" in err[0]
     assert main(["classify", str(img), "--model", str(tiny_model_dir), "--device", "gpu"]) == 2
     assert "not a device name" in capsys.readouterr().err
+
+
+def test_every_command_takes_quiet_and_verbose():
+    """Issue 14: one -q/--quiet and -v/--verbose for every command (eval's old --no-progress still works)."""
+    parser = build_parser()
+    for argv in (["classify", "x.png"], ["caption", "--root", "r", "--out", "o"], ["train", "--config", "tiny"],
+                 ["eval", "--root", "r"], ["eval", "build", "r"], ["push", "m", "o/r", "--dry-run", "d"]):
+        args = parser.parse_args(argv + ["-q", "-vv"])
+        assert args.quiet and args.verbose == 2, argv
+    assert parser.parse_args(["eval", "--root", "r", "--no-progress"]).quiet

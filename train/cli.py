@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from emocap.cli_options import add_output_options
+
 EXAMPLES = """examples:
   emocap train --config default                                  # the embedded default model's recipe
   emocap train --config my.yaml --set epochs=2 loss.local=0.5    # override any key
@@ -27,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML config file, or a bundled config name (default, tiny)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides, e.g. epochs=2 data.val_limit=500")
     p.add_argument("--out", default=None, help="run folder (overrides the config's 'out')")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output_options(p)
     p.set_defaults(func=run)
     return p
 
