@@ -13,6 +13,7 @@ video) raise :class:`DemoInputError`, whose message the page shows as it is.
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -91,16 +92,19 @@ class DemoModel:
         self.model_id = self.base.model_id
         self._kept = label_sets_kept
         self._by_labels: "OrderedDict[tuple, ZeroShotClassifier]" = OrderedDict()
+        self._lock = threading.Lock()  # the page's photo and video buttons may run at the same time
 
     def classifier(self, labels: Sequence[str]) -> ZeroShotClassifier:
         """The classifier for ``labels`` (built once per label set; the model is shared)."""
         key = tuple(labels)
-        if key not in self._by_labels:
-            self._by_labels[key] = ZeroShotClassifier(self.base.model, labels=list(labels), device=self.base.device)
-            while len(self._by_labels) > self._kept:
-                self._by_labels.popitem(last=False)
-        self._by_labels.move_to_end(key)
-        return self._by_labels[key]
+        with self._lock:
+            if key not in self._by_labels:
+                self._by_labels[key] = ZeroShotClassifier(self.base.model, labels=list(labels),
+                                                          device=self.base.device)
+                while len(self._by_labels) > self._kept:
+                    self._by_labels.popitem(last=False)
+            self._by_labels.move_to_end(key)
+            return self._by_labels[key]
 
     def prepared(self, labels_text: Optional[str]):
         """``(classifier, notes)`` for the typed labels: notes name labels the model cannot tell apart."""
