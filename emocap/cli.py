@@ -23,6 +23,7 @@ from .cli_options import add_output_options, configure_output
 DESCRIPTION = """emocap: vision-language facial emotion representations.
 
   emocap classify  faces.jpg ...          zero-shot emotion scores (embedded default model, offline)
+  emocap demo      [--port 7860]          web demo: photo or video in, faces, scores, behaviour (needs [demo])
   emocap caption   --root DATA --out DIR  EmoCap-style caption shards from a labelled face dataset
   emocap train     --config CONFIG        train an emotion CLIP model (accelerate: CPU, one or many GPUs)
   emocap eval      --root DATA            zero-shot benchmark results (WAR, UAR, macro F1, confusion)
@@ -84,6 +85,52 @@ def _add_classify(subparsers):
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     add_output_options(p)
     p.set_defaults(func=_run_classify)
+
+
+def _true_or_false(text: str) -> bool:
+    """argparse type: true/false (also yes/no, 1/0)."""
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+
+
+def _add_demo(subparsers):
+    p = subparsers.add_parser(
+        "demo",
+        help="web demo in the browser: photo or short video in, faces, scores and facial behaviour out",
+        description="Serve the Gradio demo page (pip install 'emocap[demo]'): upload a photo or a short video, "
+        "type any labels; see the faces boxed with their scores, the closest facial-behaviour sentences and, for "
+        "a video, each label's score over time.",
+        epilog="examples:\n  emocap demo\n  emocap demo --model hf-hub:org/repo --port 8080\n"
+        "  emocap demo --host 0.0.0.0 --share false     # reachable from the local network",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default=None, help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
+    p.add_argument("--port", type=_positive_int, default=None, help="port (default: 7860, or the next free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--share", type=_true_or_false, default=False, metavar="{true,false}",
+                   help="also serve through a temporary public gradio.live link (default false)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    add_output_options(p)
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from .demo import launch
+    from .models import ModelLoadError
+
+    try:
+        launch(args.model, port=args.port, share=args.share, host=args.host, device=args.device)
+    except ImportError as e:  # Gradio (the demo extra) is missing: the message says what to install
+        print(f"emocap demo: error: {e}", file=sys.stderr)
+        return 2
+    except (ModelLoadError, FileNotFoundError, ValueError) as e:
+        print(f"emocap demo: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _run_classify(args) -> int:
@@ -238,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command")
     _add_classify(sub)
     _add_push(sub)
+    _add_demo(sub)
     for command in stage_commands():
         try:
             module = command.load()
