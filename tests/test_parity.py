@@ -165,3 +165,22 @@ def test_embedded_default_model_agrees_with_plain_open_clip_on_colour_photos():
     plain = _plain_open_clip_probs(default_model_dir(), images, clf.class_text_features())
     np.testing.assert_allclose(plain, ours, atol=1e-4, rtol=0)
     assert (plain.argmax(1) == ours.argmax(1)).all()
+
+
+def test_release_export_and_wise_ft_save_gray_models_folded(gray_folders, tmp_path):
+    from emocap.train.export import export_model
+    from emocap.train.wise_ft import wise_ft
+
+    unfolded, folded = gray_folders
+    key = "visual.conv1.weight"
+    reference = load_model(str(folded)).clip.state_dict()[key]
+    release = load_model(str(export_model(str(unfolded), str(tmp_path / "release"), fp16=False)))
+    assert release.gray_folded and torch.equal(release.clip.state_dict()[key], reference)
+    again = load_model(str(export_model(str(folded), str(tmp_path / "again"), fp16=False)))
+    assert again.gray_folded and torch.equal(again.clip.state_dict()[key], reference)  # not folded twice
+    # the fine-tuned model says "folded": a mix with an unfolded zero-shot model is folded again
+    mix = load_model(str(wise_ft(str(unfolded), str(folded), str(tmp_path / "mix"), alpha=0.5)))
+    w = mix.clip.state_dict()[key]
+    assert mix.gray_folded
+    for k in range(3):
+        torch.testing.assert_close(w[:, k], GRAY_WEIGHTS[k] * w.sum(1), rtol=1e-5, atol=1e-7)

@@ -140,6 +140,7 @@ def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
     final = train(_tiny_cfg(shards, tmp_path / "run", f"data.val_root={root}"), progress=False)
     em = load_model(str(final))
     assert em.meta["labels"][:2] == ["neutral", "happiness"] and em.meta["prompts"]["hash"]
+    assert em.gray_folded and load_model(str(tmp_path / "run" / "best")).gray_folded  # a gray run saves RGB-ready
     assert not em.model.training
     with open(tmp_path / "run" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
