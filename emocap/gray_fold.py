@@ -72,13 +72,23 @@ def gray_fold_problem(clip: torch.nn.Module, preprocess_cfg: Mapping[str, Any]) 
 
 
 def folded_weight(weight: torch.Tensor, gray_weights: Sequence[float] = GRAY_WEIGHTS) -> torch.Tensor:
-    """A new tensor ``W'[:, k] = a_k * sum_c W[:, c]`` in ``weight``'s dtype (computed in float64)."""
+    """A new tensor ``W'[:, k] = a_k * sum_c W[:, c]`` in ``weight``'s dtype (computed in float64).
+
+    A weight that is already folded (up to its dtype's rounding) comes back unchanged, bit for bit, so saving a
+    folded model again (a prompt-only stage, a re-export) does not move its weights by a rounding step.
+    """
     if weight.ndim != 4 or weight.shape[1] != 3:
         raise GrayFoldError(f"cannot fold gray conversion: first-layer weight has shape {tuple(weight.shape)}, "
                             "expected [out, 3, kh, kw]")
-    total = weight.detach().to(torch.float64).sum(dim=1, keepdim=True)
+    exact = weight.detach().to(torch.float64)
+    total = exact.sum(dim=1, keepdim=True)
     a = torch.tensor(list(gray_weights), dtype=torch.float64, device=weight.device).view(1, 3, 1, 1)
-    return (a * total).to(weight.dtype)
+    folded = a * total
+    info = torch.finfo(weight.dtype)
+    slack = 4 * info.eps * total.abs() + info.smallest_normal  # rounding of a folded weight stored in this dtype
+    if bool(((exact - folded).abs() <= slack).all()):
+        return weight.detach().clone()
+    return folded.to(weight.dtype)
 
 
 def gray_fold_record() -> Dict[str, Any]:
