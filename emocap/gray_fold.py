@@ -1,7 +1,7 @@
 """Gray conversion folded into a model's first layer, so the model takes RGB and ignores colour by itself.
 
-Where it sits: model saving (:func:`emocap.models.save_model` with ``fold_gray=True``, used by training's export
-and ``train/export.py``) calls :func:`fold_gray_into_state` on the weights it writes; loading reads the record
+Where it sits: model saving (:func:`emocap.models.save_model` with ``fold_gray=True``, used by training's export,
+``train/export.py`` and WiSE-FT) calls :func:`fold_gray_into_state` on the weights it writes; loading reads the record
 (:func:`is_gray_folded`) so the classifier knows not to convert again.
 
 Why it is exact. A gray model was trained on gray images given as three equal channels. With the same mean ``m``
@@ -11,8 +11,10 @@ conversion is linear, ``g = sum_k a_k x_k`` with ``sum_k a_k = 1`` (PIL's "L": I
 ``x'_k = (x_k - m) / s`` the folded weight ``W'[:, k] = a_k * S`` gives ``sum_k a_k S (x_k - m) / s = S * (g - m)
 / s``: the same numbers. Zero padding is the pixel ``m`` in every channel in both views, so borders match too.
 On gray input (R = G = B) the folded layer computes what the unfolded one did (``sum_k a_k = 1``); folding twice
-changes nothing, since it keeps ``S``. What the new path drops is PIL's rounding of "L" to uint8 (and the resize
-now runs per colour channel): differences of under one grey level.
+changes nothing, since it keeps ``S`` (and an already folded weight is written back bit for bit). What the new
+path drops on colour photos is PIL's rounding of "L" to uint8 and the one-channel resize (the resize now runs per
+colour channel, with its own rounding and clipping): up to 0.03 in a class probability on faces-wild-dev's colour
+photos (``benchmarks/open_clip_parity.py``).
 
 Foldable towers: open_clip's ``ModifiedResNet`` (stem ``visual.conv1``) and ``VisionTransformer`` (patch
 embedding ``visual.conv1``), both without bias. Anything else is refused with :class:`GrayFoldError`.

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from safetensors.torch import load_file
 
+from emocap.gray_fold import folded_weight
 from emocap.models import create_model, load_model
 from emocap.train.config import ConfigError, load_config
 from emocap.train.data import DataError, augment
@@ -263,7 +264,9 @@ def test_accumulation_mining_and_locks_run_end_to_end(tiny_shards, tmp_path):
     torch.manual_seed(0)  # the run's seed: the same initial weights
     init = create_model("emocap-tiny").model.state_dict()
     trained = load_file(str(final / "open_clip_model.safetensors"))
-    assert torch.equal(trained["visual.conv1.weight"], init["visual.conv1.weight"])  # image tower locked
+    # image tower locked: the saved first layer is the initial one with the gray conversion folded in (a gray run)
+    assert torch.equal(trained["visual.conv1.weight"], folded_weight(init["visual.conv1.weight"]))
+    assert torch.equal(trained["visual.layer1.0.conv1.weight"], init["visual.layer1.0.conv1.weight"])
     assert not torch.equal(trained["token_embedding.weight"], init["token_embedding.weight"])
     with open(tmp_path / "acc" / "log.csv", newline="") as f:
         assert all(float(r["positives"]) > 0 for r in csv.DictReader(f) if r["loss"])  # soft mining: off-diagonal mass
