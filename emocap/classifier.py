@@ -205,7 +205,8 @@ class ZeroShotClassifier:
     # ------------------------------------------------------------------ image side
     def _prepare(self, image: Image.Image) -> torch.Tensor:
         if self.model.grayscale:
-            # resize the one-channel image; the transform's mode conversion makes it RGB afterwards (same values)
+            # an unfolded gray model: resize the one-channel image; the transform's mode conversion makes it RGB
+            # afterwards (same values). A folded one (gray_folded) takes RGB and converts in its first layer.
             image = image.convert("L")
         return self.model.preprocess(image)
 

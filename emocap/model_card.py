@@ -230,12 +230,13 @@ def _architecture(config: dict, folder: Optional[Path]) -> List[str]:
     text_tower = (f"{text.get('layers')}-layer transformer, width {text.get('width')}, context "
                   f"{text.get('context_length', 77)}" if text.get("layers") else
                   (text.get("hf_model_name") or "open_clip text tower"))
-    gray = bool(meta.get("grayscale"))
+    gray, folded = meta.get("grayscale") is True, meta.get("grayscale") == "folded"
     rows = [("architecture", f"`{meta.get('architecture', 'open_clip CLIP')}`: image tower {image}, "
                              f"{vision.get('image_size')} px input; text tower {text_tower}; "
                              f"embedding {cfg.get('embed_dim')}"),
             ("input", "a face crop, converted to gray (the model was trained on gray faces)" if gray else
-             "a face crop (RGB)"),
+             "a face crop (RGB); the model converts it to gray in its first layer (trained on gray faces)" if folded
+             else "a face crop (RGB)"),
             ("labels", _labels_text(meta.get("labels"))),
             ("prompts", f"`{(meta.get('prompts') or {}).get('name', 'default')}` (templates and class descriptions, "
                         f"stored in `{CONFIG_NAME}`)")]
@@ -329,9 +330,12 @@ def _limits_section(config: dict) -> List[str]:
              "language knowledge. Check new label names on labelled data first (`emocap eval --class-names`).",
              "- Facial expressions are not felt emotions: the model scores what a face shows, with the biases of its "
              "training data and its annotators. Do not use it to make decisions about people."]
-    if meta.get("grayscale"):
+    if meta.get("grayscale") is True:
         lines.append("- Trained on gray faces: colour carries no information for it, and colour images must be "
                      "converted to gray first (emocap does this; see the open_clip section).")
+    elif meta.get("grayscale") == "folded":
+        lines.append("- Trained on gray faces: colour carries no information for it. The gray conversion is folded "
+                     "into the first layer, so plain open_clip and emocap give the same scores on colour photos.")
     return lines + [""]
 
 
@@ -353,7 +357,7 @@ def render_model_card(config: dict, model_ref: str, records: Sequence[dict] = ()
              "descriptions), so any label names can be scored, not only the ones it was trained with.", "",
              "## Model", "", *_architecture(config, Path(folder) if folder is not None else None), "",
              "## Use with emocap", "", *emocap_usage(model_ref), "",
-             "## Use with plain open_clip", "", *open_clip_usage(model_ref, bool(meta.get("grayscale"))), "",
+             "## Use with plain open_clip", "", *open_clip_usage(model_ref, meta.get("grayscale") is True), "",
              *_results_section(config, records), *_training_section(config),
              "## Licence and terms of the training data", "", DEFAULT_TERMS if default_model else USER_TERMS, ""]
     if notes.strip():

@@ -39,8 +39,8 @@ def _config_line(model_ref: str) -> str:
 
 
 def open_clip_usage(model_ref: str, grayscale: bool) -> List[str]:
-    """Markdown lines: zero-shot scores with open_clip alone (templates only), with the gray conversion of a gray
-    model spelled out."""
+    """Markdown lines: zero-shot scores with open_clip alone (templates only), with the gray conversion spelled out
+    for a gray model that needs it (``grayscale``: config ``"grayscale": true``; a folded model takes RGB)."""
     image_line = ('image = Image.open("face.jpg").convert("L").convert("RGB")  # gray model: the same input as emocap'
                   if grayscale else 'image = Image.open("face.jpg").convert("RGB")')
     hub_import = ["from huggingface_hub import hf_hub_download"] if model_ref.startswith("hf-hub:") else []
@@ -78,7 +78,7 @@ def open_clip_usage(model_ref: str, grayscale: bool) -> List[str]:
         "(`emocap.prompts.descriptions`), so its scores differ somewhat.",
     ]
     if grayscale:
-        lines += ["", "The model was trained on gray faces. emocap converts every image to gray before the model's "
-                      "transform; the line `convert(\"L\").convert(\"RGB\")` does the same for plain open_clip "
-                      "(harmless if your version of the model's stored preprocessing already converts to gray)."]
+        lines += ["", "The model was trained on gray faces and takes gray input. emocap converts every image to gray "
+                      "before the model's transform; the line `convert(\"L\").convert(\"RGB\")` does the same for "
+                      "plain open_clip."]
     return lines

@@ -10,7 +10,10 @@ classifier and eval load them (:func:`load_model`). A saved model is an open_cli
 
 so ``open_clip.create_model_and_transforms("local-dir:<folder>")`` and ``"hf-hub:org/repo"`` load it too.
 emocap's keys: ``labels`` (the label set the model was validated on), ``prompts`` (a prompt set dict with its
-hash), ``grayscale`` (convert input to gray before preprocessing), ``face_crop`` (crop policy for full photos),
+hash), ``grayscale`` (``true``: emocap converts input to gray before preprocessing; ``"folded"``: a gray model
+whose first layer does the conversion, so it takes RGB like any open_clip model and plain open_clip gives the
+same scores, see :mod:`emocap.gray_fold`; ``gray_fold`` then records the layer and weights), ``face_crop`` (crop
+policy for full photos),
 and optionally ``learned_prompts`` (what the ``prompt_ctx`` extra tensor is). A loaded :class:`EmocapModel` keeps
 the JSON keys in ``meta`` (plain JSON, always) and the extra tensors in ``extra_tensors``.
 
@@ -36,6 +39,7 @@ import open_clip
 import torch
 from safetensors.torch import load_file, save_file
 
+from .gray_fold import FOLDED, GrayFoldError, fold_gray_into_state, gray_fold_record, is_gray_folded
 from .learned_prompts import encode_text_embeddings
 from .model_files import (CONFIG_NAME, DEFAULT_MODEL_ID, EXTRA_TENSORS_NAME, WEIGHTS_NAME, default_model_dir,
                           local_path)
@@ -44,7 +48,7 @@ from .model_ids import ModelId, parse_model_id
 __all__ = [
     "EmocapModel", "create_model", "load_model", "save_model", "list_models", "resolve_model_dir",
     "ModelLoadError", "DEFAULT_MODEL_ID", "CONFIG_NAME", "WEIGHTS_NAME", "encode_text_trimmed",
-    "load_open_clip_model", "open_clip_hub_id", "ModelId", "parse_model_id",
+    "load_open_clip_model", "open_clip_hub_id", "ModelId", "parse_model_id", "GrayFoldError",
 ]
 
 log = logging.getLogger(__name__)
@@ -114,7 +118,19 @@ class EmocapModel:
 
     @property
     def grayscale(self) -> bool:
-        return bool(self.meta.get("grayscale", False))
+        """Whether emocap converts input to gray before preprocessing (config ``"grayscale": true``). False for a
+        gray model with the conversion folded into its first layer (:attr:`gray_folded`): it takes RGB."""
+        return bool(self.meta.get("grayscale", False)) and not self.gray_folded
+
+    @property
+    def gray_folded(self) -> bool:
+        """Whether this is a gray model whose first layer converts RGB to gray (config ``"grayscale": "folded"``)."""
+        return is_gray_folded(self.meta)
+
+    @property
+    def gray_model(self) -> bool:
+        """Whether the model ignores colour, either way (converted by emocap or folded into the model)."""
+        return self.grayscale or self.gray_folded
 
 
 def default_preprocess_cfg(model_cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -215,16 +231,26 @@ def build_from_config(
 
 def save_model(
     em: EmocapModel, folder: Union[str, os.PathLike], *, meta: Optional[dict] = None, fp16: bool = False,
-    extra_tensors: Optional[Dict[str, torch.Tensor]] = None,
+    extra_tensors: Optional[Dict[str, torch.Tensor]] = None, fold_gray: bool = False,
 ) -> Path:
     """Write ``em`` as an open_clip hub folder plus emocap's keys; returns the folder.
 
     ``meta`` (plain JSON) is merged over ``em.meta``. ``fp16`` halves the file (used for the embedded model).
     ``extra_tensors`` (default: ``em.extra_tensors``; ``{}`` for none) go to ``emocap_extra.safetensors``
-    beside the weights, which open_clip ignores on load.
+    beside the weights, which open_clip ignores on load. ``fold_gray`` (for a gray model) writes the first layer
+    with the gray conversion folded in and ``"grayscale": "folded"``, so the folder takes RGB and plain open_clip
+    gives emocap's scores (:mod:`emocap.gray_fold`; GrayFoldError for a tower or preprocessing it cannot fold).
+    ``em`` itself is not changed.
     """
     folder = Path(folder)
     merged_meta = {**em.meta, **(meta or {})}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in em.clip.state_dict().items()}
+    if fold_gray:
+        if not merged_meta.get("grayscale"):
+            raise GrayFoldError(f"fold_gray for {folder}: the model's emocap keys say grayscale "
+                                f"{merged_meta.get('grayscale', False)!r}; only a gray model's conversion can be folded")
+        state = fold_gray_into_state(em.clip, state, em.preprocess_cfg)
+        merged_meta.update(grayscale=FOLDED, gray_fold=gray_fold_record())
     config = {
         "model_cfg": _model_cfg_for_open_clip(em.model_cfg),
         "preprocess_cfg": em.preprocess_cfg,
@@ -232,7 +258,6 @@ def save_model(
     }
     config_text = _config_json(config, merged_meta)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in em.clip.state_dict().items()}
     if fp16:
         state = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     tmp_weights = folder / (WEIGHTS_NAME + ".tmp")

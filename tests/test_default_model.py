@@ -29,7 +29,7 @@ def test_default_model_ships_small_and_loads_in_eval_mode():
     assert weights.is_file()
     assert weights.stat().st_size <= 25 * 1024 * 1024
     em = load_model()
-    assert not em.model.training and em.grayscale
+    assert not em.model.training and em.gray_folded and not em.grayscale  # takes RGB; gray is in its first layer
     assert em.meta["labels"] == EMOTIONS
     assert em.meta["prompts"]["hash"]
 

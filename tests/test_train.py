@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 from open_clip.loss import ClipLoss
 from safetensors.torch import load_file
 
+from emocap.gray_fold import folded_weight
 from emocap.models import create_model, load_model
 from emocap.train.config import ConfigError, load_config
 from emocap.train.data import DataError, augment
@@ -141,6 +142,7 @@ def test_training_writes_a_loadable_model_and_validates(tiny_shards, tmp_path):
     final = train(_tiny_cfg(shards, tmp_path / "run", f"data.val_root={root}"), progress=False)
     em = load_model(str(final))
     assert em.meta["labels"][:2] == ["neutral", "happiness"] and em.meta["prompts"]["hash"]
+    assert em.gray_folded and load_model(str(tmp_path / "run" / "best")).gray_folded  # a gray run saves RGB-ready
     assert not em.model.training
     with open(tmp_path / "run" / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -269,7 +271,9 @@ def test_accumulation_mining_and_locks_run_end_to_end(tiny_shards, tmp_path):
     torch.manual_seed(0)  # the run's seed: the same initial weights
     init = create_model("emocap-tiny").model.state_dict()
     trained = load_file(str(final / "open_clip_model.safetensors"))
-    assert torch.equal(trained["visual.conv1.weight"], init["visual.conv1.weight"])  # image tower locked
+    # image tower locked: the saved first layer is the initial one with the gray conversion folded in (a gray run)
+    assert torch.equal(trained["visual.conv1.weight"], folded_weight(init["visual.conv1.weight"]))
+    assert torch.equal(trained["visual.layer1.0.conv1.weight"], init["visual.layer1.0.conv1.weight"])
     assert not torch.equal(trained["token_embedding.weight"], init["token_embedding.weight"])
     with open(tmp_path / "acc" / "log.csv", newline="") as f:
         assert all(float(r["positives"]) > 0 for r in csv.DictReader(f) if r["loss"])  # soft mining: off-diagonal mass

@@ -1,5 +1,8 @@
 """Export a trained model folder as a release: fp16 safetensors + config (+ a model card), e.g. the embedded default.
 
+A gray model's conversion to gray is folded into its first layer on the way (:mod:`emocap.gray_fold`), so the
+release takes RGB and plain open_clip gives emocap's scores.
+
 After training (config -> data -> losses -> loop -> **export**). Usage::
 
     python -m emocap.train.export runs/default/best emocap/default_model --card model_cards/emocap-default.md
@@ -16,6 +19,7 @@ import sys
 from pathlib import Path
 
 from emocap.model_card import write_model_card
+from emocap.gray_fold import gray_fold_problem
 from emocap.models import CONFIG_NAME, WEIGHTS_NAME, load_model, save_model
 
 
@@ -33,8 +37,13 @@ def export_model(src: str, dest: str, fp16: bool = True, card: str | None = None
     dest_path = Path(dest)
     for stale in (CONFIG_NAME, WEIGHTS_NAME, "emocap_extra.safetensors"):
         (dest_path / stale).unlink(missing_ok=True)
-    # learned soft prompts (emocap_extra.safetensors) travel with the weights unless left out
-    save_model(em, dest_path, meta=meta, fp16=fp16, extra_tensors=extra)
+    # learned soft prompts (emocap_extra.safetensors) travel with the weights unless left out; a gray model saved
+    # before the fold (config "grayscale": true) is folded, so the release takes RGB (emocap.gray_fold)
+    problem = gray_fold_problem(em.clip, em.preprocess_cfg) if em.grayscale else None
+    if problem:
+        print(f"note: {dest}: kept \"grayscale\": true (emocap converts to gray, plain open_clip will not): {problem}",
+              file=sys.stderr)
+    save_model(em, dest_path, meta=meta, fp16=fp16, extra_tensors=extra, fold_gray=em.grayscale and not problem)
     if card:
         shutil.copyfile(card, dest_path / "README.md")
     else:

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from emocap import taxonomy
 from emocap.model_card import write_model_card
+from emocap.gray_fold import gray_fold_problem
 from emocap.models import save_model
 from emocap.prompts import load_prompt_set
 
@@ -416,6 +417,14 @@ class Trainer:
             extra = {learned.meta()["tensor"]: learned.ctx}
         save_model(em, folder, meta=meta, fp16=fp16, extra_tensors=extra)
         write_model_card(folder)  # README.md: config, validation metrics, usage, terms, limits (emocap push adds results)
+        # a gray run's folder takes RGB: the gray conversion is folded into the saved first layer (the training
+        # module is not changed), so plain open_clip gives emocap's scores on colour photos (emocap.gray_fold)
+        problem = gray_fold_problem(em.clip, em.preprocess_cfg) if meta["grayscale"] else None
+        if problem:
+            self.accelerator.print(f"{folder}: saved with \"grayscale\": true (emocap converts to gray, plain "
+                                   f"open_clip will not): {problem}")
+        fold = meta["grayscale"] and problem is None
+        save_model(em, folder, meta=meta, fp16=fp16, extra_tensors=extra, fold_gray=fold)
 
     def finish(self) -> Path:
         """Export final/ (main process) once every process is done."""

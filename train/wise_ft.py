@@ -51,7 +51,8 @@ def wise_ft(zero_shot_id: str, fine_tuned_id: str, out: str, alpha: float = 0.5)
         extra[CTX_KEY] = torch.lerp(zs_ctx.float(), extra[CTX_KEY].float(), alpha)
     meta = dict(ft.meta)
     meta["wise_ft"] = {"zero_shot": zero_shot_id, "fine_tuned": fine_tuned_id, "alpha": alpha}
-    return save_model(ft, out, meta=meta, extra_tensors=extra)
+    # the fine-tuned model's keys say "folded" (takes RGB): fold the mix again, in case the zero-shot model was not
+    return save_model(ft, out, meta=meta, extra_tensors=extra, fold_gray=ft.gray_folded)
 
 
 def main(argv=None) -> int:
