@@ -31,6 +31,7 @@ import json
 import os
 import subprocess
 import sys
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -65,24 +66,51 @@ def write_images(folder: Path, n: int, ferplus: str | None) -> list:
     return paths
 
 
-def rate(fn, n_images: int, repeats: int = 2) -> float:
+REPEATS = 3  # timed runs per measurement: the median is reported, with the spread
+
+
+def rate(fn, n_images: int, repeats: int = REPEATS) -> float:
+    """Images per second: the median of ``repeats`` timed runs after one warm-up."""
     fn()  # warm-up (allocations, caches)
-    best = float("inf")
+    times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return n_images / best
+        times.append(time.perf_counter() - t0)
+    return n_images / statistics.median(times)
+
+
+def paired_rates(fn_a, fn_b, n_images: int, repeats: int = REPEATS) -> dict:
+    """Two ways of doing the same work timed in alternation (a, b, a, b, ...) after a warm-up of each, so that a
+    busy moment of a shared machine hits both: medians, spreads and the median of the per-pair ratios a/b."""
+    fn_a(), fn_b()
+    a_runs, b_runs = [], []
+    for _ in range(repeats):
+        for fn, runs in ((fn_a, a_runs), (fn_b, b_runs)):
+            t0 = time.perf_counter()
+            fn()
+            runs.append(n_images / (time.perf_counter() - t0))
+    ratios = [a / b for a, b in zip(a_runs, b_runs)]
+    return {"a": statistics.median(a_runs), "b": statistics.median(b_runs), "a_runs": a_runs, "b_runs": b_runs,
+            "ratio": statistics.median(ratios), "ratio_runs": ratios}
+
+
+def emocap_work(clf: ZeroShotClassifier, paths, batch: int):
+    clf.text_features  # computed once and cached, as in real use
+    if batch == 1:
+        return lambda: [clf.predict_proba(p) for p in paths]
+    return lambda: clf.predict_proba(paths, batch_size=batch)
 
 
 def emocap_rate(clf: ZeroShotClassifier, paths, batch: int) -> float:
-    clf.text_features  # computed once and cached, as in real use
-    if batch == 1:
-        return rate(lambda: [clf.predict_proba(p) for p in paths], len(paths))
-    return rate(lambda: clf.predict_proba(paths, batch_size=batch), len(paths))
+    return rate(emocap_work(clf, paths, batch), len(paths))
 
 
 def open_clip_loop_rate(model_dir: str, paths, batch: int, grayscale: bool) -> float:
+    return rate(open_clip_loop(model_dir, paths, batch, grayscale), len(paths))
+
+
+def open_clip_loop(model_dir: str, paths, batch: int, grayscale: bool):
     """The same model through plain open_clip: PIL load, transform, encode, softmax over cached text features."""
     import open_clip
 
@@ -103,7 +131,7 @@ def open_clip_loop_rate(model_dir: str, paths, batch: int, grayscale: bool) -> f
                 feats = model.encode_image(torch.stack(ims), normalize=True)
                 (100.0 * feats @ text.T).softmax(dim=-1)
 
-    return rate(run, len(paths))
+    return run
 
 
 def clip_tokenizer_files(folder: Path) -> Path:
@@ -280,8 +308,11 @@ def main(argv=None) -> int:
             flops = flops_per_image(clf.model.model, clf.model.image_size)
             for batch in (1, 64):
                 row = {"model": name, "batch": batch, "gflops_per_image": flops / 1e9}
-                row["emocap"] = emocap_rate(clf, paths, batch)
-                row["open_clip_loop"] = open_clip_loop_rate(folder, paths, batch, clf.model.grayscale)
+                paired = paired_rates(emocap_work(clf, paths, batch),
+                                      open_clip_loop(folder, paths, batch, clf.model.grayscale), len(paths))
+                row["emocap"], row["open_clip_loop"] = paired["a"], paired["b"]
+                row.update(emocap_runs=paired["a_runs"], open_clip_runs=paired["b_runs"],
+                           emocap_over_open_clip=paired["ratio"], ratio_runs=paired["ratio_runs"])
                 config = VIT_B16_CONFIG if model_id is not None else DEFAULT_EQUIVALENT_CONFIG
                 n_pipe = min(len(paths), 64 if model_id is not None else 256)
                 row["transformers_pipeline"], row["pipeline_gflops_per_image"] = pipeline_rate(
@@ -331,8 +362,14 @@ def main(argv=None) -> int:
         pipe_text = f"{pipe:9.1f}" if pipe else "        -"
         ratio_text = f"{r['emocap'] / pipe:11.2f}" if pipe else "          -"
         print(f"{r['model']:20s} {r['batch']:5d} {r['emocap']:13.1f} {r['open_clip_loop']:10.1f} {pipe_text} "
-              f"{r['emocap'] / r['open_clip_loop']:9.2f} {ratio_text} {r['gflops_per_image']:9.3f} "
+              f"{r.get('emocap_over_open_clip', r['emocap'] / r['open_clip_loop']):9.2f} {ratio_text} {r['gflops_per_image']:9.3f} "
               f"{r.get('pipeline_gflops_per_image', float('nan')):10.3f} {r['cpu_fraction']:8.1%}")
+    for r in rows:
+        if "ratio_runs" in r:
+            print(f"{r['model']} batch {r['batch']}: emocap/open_clip per alternating pair "
+                  f"{', '.join(f'{x:.2f}' for x in r['ratio_runs'])} (median {r['emocap_over_open_clip']:.2f}); "
+                  f"emocap img/s {', '.join(f'{x:.0f}' for x in r['emocap_runs'])}; "
+                  f"open_clip {', '.join(f'{x:.0f}' for x in r['open_clip_runs'])}")
     for key, value in extra.items():
         print(f"{key:62s} {value:10.1f}")
     if args.out:
