@@ -1,4 +1,4 @@
-"""The ``emocap`` command: ``classify`` lives here; the stages' commands (``caption``, ``train``, ``eval``) are
+"""The ``emocap`` command: ``classify`` and ``export`` (core commands) live here; the stages' commands (``caption``, ``train``, ``eval``) are
 found through the ``emocap.commands`` entry point group (pyproject.toml), each naming a module with
 ``add_parser(subparsers)``, so core imports no stage by name. A stage whose extra is not installed still shows up,
 and running it says what to install.

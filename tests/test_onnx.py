@@ -140,3 +140,12 @@ def test_light_install_does_not_import_onnx():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.split(".")[0] in ("onnx", "onnxruntime") for n in names), path
+
+
+def test_default_out_dir_is_named_after_the_model(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "onnx", str(tiny_model_dir)]) == 0
+    out = tmp_path / f"{tiny_model_dir.name}-onnx"
+    assert (out / MANIFEST_NAME).is_file()
+    assert main(["export", "onnx", str(tiny_model_dir)]) == 0  # a second export replaces the first
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name]
