@@ -107,6 +107,10 @@ def _export_towers(em: EmocapModel, folder: Path) -> dict:
 def export_onnx(model_id: Optional[str] = None, out: Union[str, os.PathLike, None] = None) -> Path:
     """Export ``model_id`` (any id :func:`emocap.models.load_model` takes; None: the embedded model) to the folder
     ``out`` (default :func:`default_out_dir`); returns the folder. See the module docstring for what it holds."""
+    try:
+        import onnx  # noqa: F401  (torch.onnx.export writes through it)
+    except ImportError as e:
+        raise OnnxExportError(f"exporting to ONNX needs the onnx package ({e}); pip install 'emocap[onnx]'") from None
     out = Path(out) if out is not None else default_out_dir(model_id)
     _refuse_package_folder(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())):
