@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from .learned_prompts import LearnedPrompts
 from .models import EmocapModel, encode_text_trimmed, load_model
 from .prompts import PromptSet, load_prompt_set
 from .taxonomy import IndistinguishableLabelsWarning
+
+if TYPE_CHECKING:
+    from .onnx_runtime import OnnxTowers
 
 __all__ = ["ZeroShotClassifier", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE",
            "SmallImageWarning"]
@@ -93,15 +96,23 @@ class ZeroShotClassifier:
         device=None,
         use_learned_prompts: bool = True,
         optimize: bool = False,
+        onnx_towers: Optional["OnnxTowers"] = None,
     ):
         """Wrap a loaded model. ``optimize=True`` (what :meth:`from_pretrained` does, since it owns the model it
         loads) folds batch norms into convolutions and picks channels_last on CPU (:mod:`emocap.inference`);
-        it changes the module in place, so it is off for models passed in by the caller."""
+        it changes the module in place, so it is off for models passed in by the caller. ``onnx_towers``
+        (:meth:`from_pretrained` with ``runtime="onnx"``): the towers run in ONNX Runtime on the CPU, the rest
+        (preprocessing, prompts, class weights, scores) is unchanged; ``model`` then only gives its config."""
         self.model = model
-        self.device = _pick_device(device)
-        self.clip.to(self.device).eval()
-        self.folded_batchnorms, self.channels_last = (
-            optimize_for_inference(self.clip, self.device) if optimize else (0, False))
+        self.onnx_towers = onnx_towers
+        if onnx_towers is not None:
+            self.device = torch.device("cpu")
+            self.folded_batchnorms, self.channels_last = 0, False
+        else:
+            self.device = _pick_device(device)
+            self.clip.to(self.device).eval()
+            self.folded_batchnorms, self.channels_last = (
+                optimize_for_inference(self.clip, self.device) if optimize else (0, False))
         meta = model.meta
         self.labels: List[str] = taxonomy.label_set(labels if labels is not None else meta.get("labels", "basic8"))
         if prompts is None and meta.get("prompts"):
@@ -127,6 +138,7 @@ class ZeroShotClassifier:
         prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
         device=None,
         pretrained: Optional[str] = None,
+        runtime: str = "torch",
     ) -> "ZeroShotClassifier":
         """Load a model (``None``: the embedded default; ``hf-hub:org/repo``; ``local-dir:/path``; a folder).
 
@@ -134,9 +146,25 @@ class ZeroShotClassifier:
         JSON file, a list of templates or a PromptSet (default: the prompts saved with the model).
         ``pretrained``: with an open_clip architecture name as ``model_id`` (``"ViT-B-16"``), an open_clip
         pretrained tag (``"openai"``) or a local ``.safetensors`` file: generic CLIP baselines.
+        ``runtime``: ``"torch"``, or ``"onnx"`` with ``model_id`` an ONNX export folder (written by
+        ``emocap export onnx``; needs onnxruntime): the towers run in ONNX Runtime on the CPU (docs/speed.md).
         """
+        if runtime != "torch":
+            return cls._from_onnx(model_id, runtime, labels, prompts, device, pretrained)
         return cls(load_model(model_id, pretrained=pretrained), labels=labels, prompts=prompts, device=device,
                    optimize=True)
+
+    @classmethod
+    def _from_onnx(cls, folder, runtime: str, labels, prompts, device, pretrained) -> "ZeroShotClassifier":
+        from .onnx_runtime import RUNTIMES, OnnxTowers
+
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+        if folder is None or pretrained or (device is not None and torch.device(device).type != "cpu"):
+            raise ValueError(f"runtime {runtime!r} runs an ONNX export folder on the CPU: give its folder as the "
+                             "model (emocap export onnx MODEL --out DIR), no pretrained tag, no GPU device")
+        towers = OnnxTowers.load(folder)
+        return cls(towers.model_without_weights(str(folder)), labels=labels, prompts=prompts, onnx_towers=towers)
 
     @property
     def model_id(self) -> str:
@@ -191,6 +219,9 @@ class ZeroShotClassifier:
         feats = []
         for s in range(0, len(texts), batch_size):
             tokens = self.model.tokenizer(list(texts[s:s + batch_size])).to(self.device)
+            if self.onnx_towers is not None:
+                feats.append(torch.from_numpy(self.onnx_towers.encode_text(tokens.numpy())))
+                continue
             feats.append(encode_text_trimmed(self.clip, tokens).float())
         return torch.cat(feats)
 
@@ -223,6 +254,8 @@ class ZeroShotClassifier:
     @torch.inference_mode()
     def _encode_tensors(self, batch: List[torch.Tensor]) -> torch.Tensor:
         x = torch.stack(batch).to(self.device)
+        if self.onnx_towers is not None:
+            return torch.from_numpy(self.onnx_towers.encode_image(x.numpy()))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.clip.encode_image(x, normalize=True).float()
@@ -277,7 +310,8 @@ class ZeroShotClassifier:
         """Softmax over scaled cosine similarities for precomputed image features."""
         text = self.class_text_features(labels, prompt_set)
         feats = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device)
-        scale = self.clip.logit_scale.exp().float()
+        scale = (torch.tensor(self.onnx_towers.logit_scale) if self.onnx_towers is not None
+                 else self.clip.logit_scale.exp().float())
         return (scale * feats @ text.T).softmax(dim=-1).cpu().numpy()
 
     def predict_proba(self, images: Union[ImageInput, Sequence[ImageInput]], batch_size: int = 64) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The ``emocap`` command: ``classify`` lives here; the stages' commands (``caption``, ``train``, ``eval``) are
+"""The ``emocap`` command: ``classify`` and ``export`` (core commands) live here; the stages' commands (``caption``, ``train``, ``eval``) are
 found through the ``emocap.commands`` entry point group (pyproject.toml), each naming a module with
 ``add_parser(subparsers)``, so core imports no stage by name. A stage whose extra is not installed still shows up,
 and running it says what to install.
@@ -24,6 +24,7 @@ DESCRIPTION = """emocap: vision-language facial emotion representations.
 
   emocap classify  faces.jpg ...          zero-shot emotion scores (embedded default model, offline)
   emocap demo      [--port 7860]          web demo: photo or video in, faces, scores, behaviour (needs [demo])
+  emocap export    onnx MODEL --out DIR   the model's towers as ONNX, for `classify --runtime onnx`
   emocap caption   --root DATA --out DIR  EmoCap-style caption shards from a labelled face dataset
   emocap train     --config CONFIG        train an emotion CLIP model (accelerate: CPU, one or many GPUs)
   emocap eval      --root DATA            zero-shot benchmark results (WAR, UAR, macro F1, confusion)
@@ -38,6 +39,7 @@ CLASSIFY_EXAMPLES = """examples:
   emocap classify faces/ --labels pain boredom --prompts my.json   # descriptions from `emocap caption prompts`
   emocap classify face.png --model hf-hub:org/repo    # a model from the Hugging Face hub
   emocap classify faces/ --json > scores.jsonl        # one JSON line per image
+  emocap classify face.png --runtime onnx --model emocap-default-onnx   # ONNX Runtime on the CPU (docs/speed.md)
 """
 
 PUSH_EXAMPLES = """examples:
@@ -84,6 +86,9 @@ def _add_classify(subparsers):
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     add_output_options(p)
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="torch (default), or onnx: ONNX Runtime on the CPU, with --model an ONNX export "
+                   "folder from `emocap export onnx` (needs pip install 'emocap[onnx]')")
     p.set_defaults(func=_run_classify)
 
 
@@ -144,8 +149,13 @@ def _run_classify(args) -> int:
         print("emocap classify: error: no inputs: give image files or folders", file=sys.stderr)
         return 2
     files, problems = expand_inputs(inputs)
+    if args.runtime != "torch" and args.model is None:
+        print(f"emocap classify: error: --runtime {args.runtime} needs --model ONNX_DIR, a folder written by "
+              "`emocap export onnx MODEL --out ONNX_DIR`", file=sys.stderr)
+        return 2
     try:
-        clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts, device=args.device)
+        clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts, device=args.device,
+                                                 runtime=args.runtime)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IndistinguishableLabelsWarning)
             clf.class_text_features()  # once, before the images: labels it cannot tell apart are reported first
@@ -247,6 +257,36 @@ def _run_push(args) -> int:
               file=sys.stderr)
         return 1
     print(f"pushed {args.model} -> https://huggingface.co/{args.repo_id} ({url})")
+def _add_export(subparsers):
+    p = subparsers.add_parser("export", help="export a model for another runtime (onnx)",
+                              description="Export a model for another runtime.")
+    formats = p.add_subparsers(dest="format", metavar="format", required=True)
+    onnx = formats.add_parser(
+        "onnx", help="image and text towers as ONNX graphs, for `emocap classify --runtime onnx`",
+        description="Export a model's image and text towers as ONNX graphs (plus its config, logit scale and a "
+        "manifest of the source files' hashes, so an export of a model that changed since is refused).",
+        epilog="examples:\n  emocap export onnx default --out emocap-default-onnx\n"
+        "  emocap classify face.png --runtime onnx --model emocap-default-onnx",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    onnx.add_argument("model", help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
+    onnx.add_argument("--out", default=None,
+                      help="output folder (default ./<model name>-onnx; never inside the installed package)")
+    add_output_options(onnx)
+    onnx.set_defaults(func=_run_export_onnx)
+
+
+def _run_export_onnx(args) -> int:
+    from .models import ModelLoadError
+    from .onnx_files import OnnxExportError
+
+    try:
+        from .onnx_export import export_onnx
+
+        out = export_onnx(args.model, args.out)
+    except (ModelLoadError, OnnxExportError, ImportError) as e:
+        print(f"emocap export onnx: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out} (run it: emocap classify --runtime onnx --model {out} IMAGES)")
     return 0
 
 
@@ -286,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(sub)
     _add_push(sub)
     _add_demo(sub)
+    _add_export(sub)
     for command in stage_commands():
         try:
             module = command.load()
