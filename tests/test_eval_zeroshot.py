@@ -97,10 +97,11 @@ def test_evaluate_with_limit_and_nothing_loadable(faces, tmp_path):
     rec = evaluate(FakeClassifier(["happiness", "sadness"]), "imagefolder", faces, limit=3, progress=False)
     assert rec["n"] == 3 and rec["limit"] == 3
     broken = tmp_path / "broken"
-    (broken / "happy").mkdir(parents=True)
-    (broken / "happy" / "x.png").write_bytes(b"nope")
+    for name in ("happy", "sad"):  # two classes (one is refused), every image unreadable
+        (broken / name).mkdir(parents=True)
+        (broken / name / "x.png").write_bytes(b"nope")
     with pytest.raises(RuntimeError, match="x.png"):
-        evaluate(FakeClassifier(["happiness"]), "imagefolder", broken, progress=False)
+        evaluate(FakeClassifier(["happiness", "sadness"]), "imagefolder", broken, progress=False)
 
 
 def test_write_result_never_overwrites(faces, tmp_path):
