@@ -15,10 +15,11 @@ recorded hash (the model was retrained or replaced): :func:`check_manifest` refu
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Dict, Optional
+
+from .file_hashes import file_sha256
 
 __all__ = ["MANIFEST_NAME", "FORMAT", "IMAGE_FILE", "TEXT_FILE", "file_sha256", "read_manifest",
            "check_manifest", "source_folder", "StaleExportError", "OnnxExportError"]
@@ -35,14 +36,6 @@ class OnnxExportError(ValueError):
 
 class StaleExportError(OnnxExportError):
     """An ONNX export whose source model files changed after it was exported."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(folder: Path) -> dict:

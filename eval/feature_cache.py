@@ -29,6 +29,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from emocap.file_hashes import file_sha256
 from emocap.safe_paths import check_relative
 
 __all__ = ["FeatureCache", "default_cache_dir", "folder_fingerprint", "sample_list_digest", "CACHE_FORMAT"]
@@ -44,11 +45,7 @@ def _file_sha256(path: Path) -> str:
     info = path.stat()
     key = (str(path.resolve()), info.st_size, info.st_mtime_ns)
     if key not in _FILE_HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _FILE_HASHES[key] = digest.hexdigest()
+        _FILE_HASHES[key] = file_sha256(path)
     return _FILE_HASHES[key]
 
 

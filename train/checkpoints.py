@@ -13,12 +13,13 @@ written by an older emocap (``checkpoints/last/``, no manifest) is still resumed
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
+
+from emocap.file_hashes import file_sha256
 
 STATE_FILE = "trainer_state.json"
 MANIFEST_FILE = "manifest.json"
@@ -62,14 +63,6 @@ class TrainerState:
         return (self.global_step, self.epoch, self.step_in_epoch)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -106,7 +99,7 @@ class CheckpointStore:
         files = {}
         for path in sorted(p for p in incomplete.iterdir() if p.is_file() and p.name != MANIFEST_FILE):
             _fsync(path)
-            files[path.name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+            files[path.name] = {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
         fault("checkpoint-files")
         manifest = {"format": 1, **dataclasses.asdict(state), "files": files}
         (incomplete / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
@@ -179,7 +172,7 @@ def verify_checkpoint(folder: Path) -> TrainerState:
                 raise ValueError(f"{name} is missing")
             if path.stat().st_size != expected["bytes"]:
                 raise ValueError(f"{name} has {path.stat().st_size} bytes, the manifest says {expected['bytes']}")
-            if _sha256(path) != expected["sha256"]:
+            if file_sha256(path) != expected["sha256"]:
                 raise ValueError(f"{name} does not match its sha256 in the manifest")
     try:
         return TrainerState.from_json((folder / STATE_FILE).read_text())
