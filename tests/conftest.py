@@ -194,3 +194,17 @@ def default_sigint() -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def fake_hub_cache(folder: Path, cache: Path, repo: str, revision: str = "0" * 40) -> str:
+    """``folder``'s files laid out as huggingface_hub's cache holds a downloaded ``repo`` (for offline loads)."""
+    import shutil
+
+    base = cache / ("models--" + repo.replace("/", "--"))
+    snapshot = base / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for f in folder.iterdir():
+        shutil.copy(f, snapshot / f.name)
+    (base / "refs").mkdir()
+    (base / "refs" / "main").write_text(revision)
+    return repo

@@ -3,27 +3,15 @@ in plain open_clip, and ``push_to_hub`` uploads exactly the model files."""
 
 from __future__ import annotations
 
-import shutil
 
 import open_clip
 import pytest
+from conftest import fake_hub_cache
 import torch
 
 from emocap import ZeroShotClassifier
 from emocap.hub import push_to_hub
 from emocap.models import ModelLoadError, load_model
-
-
-def _fake_hub_cache(model_dir, cache, repo="emocap-test/tiny", revision="0" * 40):
-    """Lay out ``model_dir`` as huggingface_hub's cache does after a download of ``repo``."""
-    base = cache / ("models--" + repo.replace("/", "--"))
-    snap = base / "snapshots" / revision
-    snap.mkdir(parents=True)
-    for f in model_dir.iterdir():
-        shutil.copy(f, snap / f.name)
-    (base / "refs").mkdir()
-    (base / "refs" / "main").write_text(revision)
-    return repo
 
 
 def test_hf_hub_id_loads_from_cache_offline(tiny_model_dir, tmp_path, monkeypatch):
@@ -33,7 +21,7 @@ def test_hf_hub_id_loads_from_cache_offline(tiny_model_dir, tmp_path, monkeypatc
 
     monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
-    repo = _fake_hub_cache(tiny_model_dir, tmp_path)
+    repo = fake_hub_cache(tiny_model_dir, tmp_path, "emocap-test/tiny")
     em = load_model(f"hf-hub:{repo}", cache_dir=str(tmp_path))
     local = load_model(str(tiny_model_dir))
     x = torch.rand(2, 3, local.image_size, local.image_size)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import pytest
+from conftest import fake_hub_cache
 import torch
 from huggingface_hub import ModelCard
 
@@ -60,17 +61,6 @@ def _check_index_equals_results(card_data: dict, records) -> None:
 
 def _python_blocks(text: str):
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
-
-
-def _fake_hub_cache(folder: Path, cache: Path, repo: str, revision: str = "1" * 40) -> None:
-    """``folder``'s files laid out as huggingface_hub's cache holds a downloaded ``repo``."""
-    base = cache / ("models--" + repo.replace("/", "--"))
-    snapshot = base / "snapshots" / revision
-    snapshot.mkdir(parents=True)
-    for f in folder.iterdir():
-        shutil.copy(f, snapshot / f.name)
-    (base / "refs").mkdir()
-    (base / "refs" / "main").write_text(revision)
 
 
 def _offline_hub(monkeypatch, cache: Path) -> None:
@@ -125,7 +115,7 @@ def test_dry_run_folder_loads_three_ways(tiny_model_dir, tmp_path, monkeypatch, 
         assert torch.allclose(model.encode_image(x), mine.encode_image(x), atol=1e-6)
     # 3. emocap, hf-hub: from the hub client's offline cache
     cache = tmp_path / "hf" / "hub"
-    _fake_hub_cache(out, cache, "org/tiny-emotions")
+    fake_hub_cache(out, cache, "org/tiny-emotions")
     _offline_hub(monkeypatch, cache)
     hub = ZeroShotClassifier.from_pretrained("hf-hub:org/tiny-emotions", labels=labels).predict_proba(astronaut_image)
     np.testing.assert_allclose(hub, reference, atol=1e-6)
@@ -142,7 +132,7 @@ def test_card_snippets_run_against_the_hub_cache(tiny_model_dir, tmp_path, monke
     out = tmp_path / "upload"
     stage_upload(str(folder), out, "org/tiny-emotions")
     cache = tmp_path / "hf" / "hub"
-    _fake_hub_cache(out, cache, "org/tiny-emotions")
+    fake_hub_cache(out, cache, "org/tiny-emotions")
     _offline_hub(monkeypatch, cache)
     work = tmp_path / "work"
     work.mkdir()
