@@ -324,7 +324,7 @@ class ZeroShotClassifier:
         top_k: Optional[int] = None,
         batch_size: int = 64,
         detect_faces: bool = False,
-        margin: float = 0.2,
+        margin: float = face_detection.DEFAULT_MARGIN,
         no_face: str = "raise",
         on_error: str = "raise",
     ) -> List:

@@ -38,7 +38,6 @@ DEFAULT_LABELS = ", ".join(taxonomy.BASIC8)  # what the labels box holds when th
 MAX_FACES = 20  # faces scored per photo (largest first): enough for a group photo, bounded work per click
 MAX_VIDEO_SECONDS = 300.0  # the demo reads every frame up to the last one it samples: keep clips short
 MAX_VIDEO_FRAMES = 64  # frames sampled per clip, at most
-FACE_MARGIN = 0.2  # crop margin around a face box, as emocap classify --detect-faces uses
 
 
 class DemoInputError(ValueError):
@@ -138,7 +137,7 @@ def analyze_photo(model: DemoModel, image, labels_text: Optional[str], explain_t
     if len(found) > MAX_FACES:
         notes.append(f"{len(found)} faces found; the {MAX_FACES} largest are scored.")
         found = found[:MAX_FACES]
-    crops = [face_detection.crop_face(photo, face, margin=FACE_MARGIN) for face in found]
+    crops = [face_detection.crop_face(photo, face) for face in found]
     feats = clf.encode_images(crops)
     probs = clf.probs_from_features(feats)
     results = []
@@ -214,7 +213,7 @@ def analyze_video(model: DemoModel, path, labels_text: Optional[str], frames: in
         frame = Image.fromarray(np.ascontiguousarray(decoded[index][:, :, ::-1]))  # BGR -> RGB
         found = face_detection.detect_faces(frame)
         if found:
-            crops.append(face_detection.crop_face(frame, found[0], margin=FACE_MARGIN))
+            crops.append(face_detection.crop_face(frame, found[0]))
             rows.append(row)
     if not crops:
         raise DemoInputError(f"No face found in any of the {len(indices)} sampled frames of {Path(path).name}.")

@@ -89,7 +89,10 @@ def detect_faces(image: Image.Image, min_size: int = 24, max_side: int = 1024, m
     return sorted(faces, key=lambda f: -(f.x1 - f.x0) * (f.y1 - f.y0))
 
 
-def crop_face(image: Image.Image, face: FaceBox, margin: float = 0.2) -> Image.Image:
+DEFAULT_MARGIN = 0.2  # face crop margin (fraction of the box side): classify, the demo and trained models' meta
+
+
+def crop_face(image: Image.Image, face: FaceBox, margin: float = DEFAULT_MARGIN) -> Image.Image:
     """Square crop around ``face`` with ``margin`` (fraction of the box side) on each side, clipped to the image."""
     w, h = face.x1 - face.x0, face.y1 - face.y0
     side = max(w, h) * (1.0 + 2.0 * margin)

@@ -423,7 +423,8 @@ def load_model(
     return _load_folder(folder, str(model_id) if model_id else DEFAULT_MODEL_ID, device)
 
 
-def _read_config(folder: Path) -> Dict[str, Any]:
+def read_model_config(folder: Path) -> Dict[str, Any]:
+    """A model folder's ``open_clip_config.json`` as a dict; ModelLoadError naming the folder when missing or bad."""
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise ModelLoadError(f"{folder}: no {CONFIG_NAME}; not an open_clip/emocap model folder")
@@ -451,7 +452,7 @@ def _weights_file(folder: Path) -> Path:
 
 def _load_folder(folder: Path, model_id: str, device) -> EmocapModel:
     """A model folder (open_clip config + safetensors weights [+ extra tensors]) loaded in ``eval()`` mode."""
-    config = _read_config(folder)
+    config = read_model_config(folder)
     weights = _weights_file(folder)
     check_model_config(config["model_cfg"], str(folder / CONFIG_NAME))
     em = build_from_config(

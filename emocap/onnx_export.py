@@ -25,7 +25,8 @@ from . import __version__
 from .model_files import CONFIG_NAME, DEFAULT_MODEL_ID
 from .model_ids import parse_model_id
 from .models import EmocapModel, load_model
-from .onnx_files import FORMAT, IMAGE_FILE, MANIFEST_NAME, TEXT_FILE, OnnxExportError, file_sha256
+from .file_hashes import file_sha256
+from .onnx_files import FORMAT, IMAGE_FILE, MANIFEST_NAME, TEXT_FILE, OnnxExportError
 
 __all__ = ["export_onnx", "default_out_dir", "OPSET"]
 

@@ -21,7 +21,7 @@ from typing import Dict, Optional
 
 from .file_hashes import file_sha256
 
-__all__ = ["MANIFEST_NAME", "FORMAT", "IMAGE_FILE", "TEXT_FILE", "file_sha256", "read_manifest",
+__all__ = ["MANIFEST_NAME", "FORMAT", "IMAGE_FILE", "TEXT_FILE", "read_manifest",
            "check_manifest", "source_folder", "StaleExportError", "OnnxExportError"]
 
 MANIFEST_NAME = "onnx_manifest.json"

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .model_files import CONFIG_NAME
-from .models import EmocapModel, _read_config, build_from_config, check_model_config
+from .models import EmocapModel, read_model_config, build_from_config, check_model_config
 from .onnx_files import OnnxExportError, check_manifest, read_manifest
 
 __all__ = ["OnnxTowers", "RUNTIMES"]
@@ -61,7 +61,7 @@ class OnnxTowers:
         """The export's model (config, transforms, tokenizer, emocap keys) with its module on the ``meta`` device:
         everything the classifier needs except the towers, which run here."""
         config_path = self.folder / CONFIG_NAME
-        config = _read_config(self.folder)
+        config = read_model_config(self.folder)
         check_model_config(config["model_cfg"], str(config_path))
         with torch.device("meta"):
             em = build_from_config(config["model_cfg"], model_id=model_id or str(self.folder),

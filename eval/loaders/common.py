@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from emocap.images import IMAGE_EXTENSIONS, load_image
-from emocap.images import image_from_bytes as decode_bytes  # re-exported for the loaders
+from emocap.images import image_from_bytes
 from emocap.readers import Sample
 
 from ..label_maps import LabelMap
 from ..samples import BenchmarkSample, Problem
 
 __all__ = ["find_file", "read_lines", "option_int", "option_bool", "class_folders", "image_files", "image_sample",
-           "decode_bytes", "reader_item"]
+           "reader_item"]
 
 
 def find_file(bench: str, candidates: Sequence[Path], what: str, folder: bool = False) -> Path:
@@ -112,4 +112,4 @@ def image_sample(path: Path, label: int, **extra) -> BenchmarkSample:
 def reader_item(sample: Sample, label: int, source: Optional[str] = None, **extra) -> BenchmarkSample:
     """The benchmark item for a core reader's sample (its bytes decoded on load) with class index ``label``."""
     source = source or sample.source_file
-    return BenchmarkSample(source, functools.partial(decode_bytes, sample.read_bytes, source), label, **extra)
+    return BenchmarkSample(source, functools.partial(image_from_bytes, sample.read_bytes, source), label, **extra)

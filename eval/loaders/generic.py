@@ -24,14 +24,14 @@ from typing import List, Optional, Sequence, Union
 
 from emocap import taxonomy
 from emocap.caption_records import parse_record, record_label
-from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from emocap.images import IMAGE_EXTENSIONS, ImageLoadError, image_from_bytes, load_image
 from emocap.readers import hf as hf_reader
 from emocap.readers.labelfile import listed_image, read_table
 from emocap.readers.webdataset import index_shard, read_member, shard_files
 
 from ..label_maps import labels_json
 from ..samples import BenchmarkData, BenchmarkSample, Problem
-from .common import decode_bytes, find_file, image_sample
+from .common import find_file, image_sample
 
 __all__ = ["ClassResolver", "load_csv", "load_webdataset", "load_hf"]
 
@@ -195,7 +195,7 @@ def load_webdataset(root: Path, split: Optional[str], labels=None) -> BenchmarkD
             problems.append((source, resolver.reason(raw)))
             continue
         read = functools.partial(read_member, shard, image)
-        samples.append(BenchmarkSample(source, functools.partial(decode_bytes, read, source), idx,
+        samples.append(BenchmarkSample(source, functools.partial(image_from_bytes, read, source), idx,
                                        soft_label=_soft(record, resolver)))
     info = {"protocol": "all samples", "shards": [str(s) for s in shards], "n_kept": len(samples),
             "class_order": "labels option" if resolver.explicit else "taxonomy order"}
@@ -209,7 +209,7 @@ def _hf_item_loader(ds, column: str):
     datasets = hf_reader.import_datasets()
     if isinstance(ds.features[column], datasets.Image):
         undecoded = hf_reader.undecoded_images(ds, column)
-        return lambda i, source: decode_bytes(functools.partial(hf_reader.hf_image_bytes, undecoded, i, column),
+        return lambda i, source: image_from_bytes(functools.partial(hf_reader.hf_image_bytes, undecoded, i, column),
                                               source)
 
     def load_value(i: int, source: str):
