@@ -28,10 +28,10 @@ import torch
 from PIL import Image
 
 from . import taxonomy
-from . import faces as face_detection
 from .class_weights import class_text_weights
 from .images import (MIN_FACE_SIDE, ImageInput, ImageLoadError, SmallImageWarning, load_image, load_image_with_size,
                      too_small_for_a_face)
+from .face_predictions import CropPolicy, NoFaceFoundError, predict_faces
 from .inference import optimize_for_inference
 from .learned_prompts import LearnedPrompts
 from .models import EmocapModel, encode_text_trimmed, load_model
@@ -53,10 +53,6 @@ _MAX_PAIRS_SHOWN = 10
 MAX_PAIRS_KEPT = 1000  # closest pairs kept per label set (all are counted)
 
 LabelPair = Tuple[str, str, float]
-
-
-class NoFaceFoundError(ValueError):
-    """Face detection found no face in an image."""
 
 
 def _pick_device(device) -> torch.device:
@@ -129,6 +125,7 @@ class ZeroShotClassifier:
         self._close_pairs: Dict[tuple, List[LabelPair]] = {}  # same keys as _text_cache, computed with it
         self.indistinguishable_cosine = INDISTINGUISHABLE_COSINE
         self.decode_workers = min(4, os.cpu_count() or 1)
+        self.crop_policy = CropPolicy.from_meta(meta)  # face margin and when an image is already a face crop
 
     @classmethod
     def from_pretrained(
@@ -323,79 +320,82 @@ class ZeroShotClassifier:
         images: Union[ImageInput, Sequence[ImageInput]],
         top_k: Optional[int] = None,
         batch_size: int = 64,
-        detect_faces: bool = False,
-        margin: float = face_detection.DEFAULT_MARGIN,
-        no_face: str = "raise",
+        detect_faces: Optional[bool] = None,
+        margin: Optional[float] = None,
+        no_face: str = "empty",
         on_error: str = "raise",
     ) -> List:
         """Per image, ``[{"label", "score"}, ...]`` sorted by score (the transformers zero-shot pipeline shape).
 
-        With ``detect_faces=True``, per image a list of faces, each ``{"box": [x0, y0, x1, y1], "face_score",
-        "predictions": [...]}``, the box in the input image's own pixel coordinates (upright, full size). Photos
-        are loaded and searched for faces in parallel threads and all face crops are classified in batches. An
-        image without a face raises :class:`NoFaceFoundError` naming it, or with ``no_face="empty"`` gets an empty
-        list (batch callers such as the CLI report it and go on). An input that cannot be loaded raises its
+        ``detect_faces`` decides the framing. ``None`` (the default): the model's crop policy and the image decide
+        (:func:`emocap.faces.decide_framing`): an image no larger than the policy's ``crop_max_side`` is already
+        a face crop and is scored whole; a larger one is a photo, searched for faces, and scored on its largest
+        face (an empty list when it has none, with a :class:`~emocap.face_predictions.NoFaceFoundWarning`).
+        ``False``: every image is scored whole. ``True``: every image is searched and the result per image is a
+        list of faces, largest first, each ``{"box": [x0, y0, x1, y1], "face_score", "landmarks", "crop_size",
+        "framing", "predictions": [...]}`` in the input's own pixels (see :meth:`predict_faces`).
+
+        ``margin`` overrides the model's face margin. A photo without a face gets an empty list, or with
+        ``no_face="raise"`` raises :class:`NoFaceFoundError` naming it. An input that cannot be loaded raises its
         :class:`~emocap.images.ImageLoadError`, or with ``on_error="return"`` the error takes its place in the
         results (as ``asyncio.gather(return_exceptions=True)`` does). ``top_k`` (None: all labels) and
         ``batch_size`` must be positive integers.
         """
+        if detect_faces is None or detect_faces:
+            per_image = self.predict_faces(images, top_k, batch_size, "auto" if detect_faces is None else "detect",
+                                           margin, no_face, on_error)
+            if detect_faces:
+                return per_image
+            return [found if isinstance(found, ImageLoadError) else (found[0]["predictions"] if found else [])
+                    for found in per_image]
+        self._check_options(top_k, batch_size, no_face, on_error)
+        images = self._as_list(images)
+        feats, errors = self._encode(images, batch_size, on_error)
+        ranked = iter([self.ranked(p, top_k) for p in self.probs_from_features(feats)])
+        return [errors[i] if i in errors else next(ranked) for i in range(len(images))]
+
+    def predict_faces(self, images: Union[ImageInput, Sequence[ImageInput]], top_k: Optional[int] = None,
+                      batch_size: int = 64, framing: str = "auto", margin: Optional[float] = None,
+                      no_face: str = "empty", on_error: str = "raise") -> List:
+        """Per image a list of faces, largest first (equal sizes left to right), each a dict: ``box`` (x0, y0,
+        x1, y1 in the input's pixels), ``face_score`` (the detector's; None for a whole image), ``landmarks``
+        (eyes, nose tip, mouth centre, ears: name -> [x, y]; None for a whole image), ``crop_size`` (side of the
+        square the model saw, in input pixels), ``framing`` ("detected" or "whole image") and ``predictions``.
+
+        ``framing``: ``"auto"`` (the model's crop policy decides per image), ``"detect"`` (always search) or
+        ``"whole"`` (always the whole image). Photos are loaded and searched in parallel threads and all crops
+        are classified in batches. Errors as in :meth:`predict`.
+        """
+        self._check_options(top_k, batch_size, no_face, on_error)
+        margin = self.crop_policy.margin if margin is None else margin
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+            raise ValueError(f"margin must be a number >= 0 (a fraction of the face box side), got {margin!r}")
+        images = self._as_list(images)
+        names = [_input_name(item, i) for i, item in enumerate(images)]
+        with _Mapper(self.decode_workers, len(images)) as mapper:  # OpenCV and PIL release the GIL while they work
+            return predict_faces(self, images, names, framing, float(margin), top_k, batch_size, no_face,
+                                 on_error, mapper)
+
+    def encode_crops(self, crops: Sequence[Image.Image], batch_size: int) -> np.ndarray:
+        """[N, D] features of face crops already in memory (no small-image warnings: the crop size is the face's)."""
+        return self._encode(list(crops), batch_size, "raise", names=False)[0]
+
+    @staticmethod
+    def warn_small(name: str, size: Tuple[int, int]) -> None:
+        _warn_small(name, size)
+
+    @staticmethod
+    def _check_options(top_k, batch_size, no_face: str, on_error: str) -> None:
         if top_k is not None:
             _positive("top_k", top_k)
         _positive("batch_size", batch_size)
         if on_error not in ("raise", "return"):
             raise ValueError(f"on_error must be 'raise' or 'return', got {on_error!r}")
-        images = self._as_list(images)
-        if detect_faces:
-            return self._predict_faces(images, top_k, batch_size, margin, no_face, on_error)
-        feats, errors = self._encode(images, batch_size, on_error)
-        ranked = iter([self._ranked(p, top_k) for p in self.probs_from_features(feats)])
-        return [errors[i] if i in errors else next(ranked) for i in range(len(images))]
-
-    def _predict_faces(self, images: list, top_k, batch_size: int, margin: float, no_face: str, on_error: str) -> list:
         if no_face not in ("raise", "empty"):
             raise ValueError(f"no_face must be 'raise' or 'empty', got {no_face!r}")
-        if not margin >= 0:
-            raise ValueError(f"margin must be a number >= 0 (a fraction of the face box side), got {margin!r}")
 
-        def find(job):
-            index, item = job
-            try:
-                photo, original = load_image_with_size(item, _input_name(item, index))
-            except ImageLoadError as e:
-                return e
-            return photo, original, face_detection.detect_faces(photo)
-
-        with _Mapper(self.decode_workers, len(images)) as mapper:  # OpenCV and PIL release the GIL while they work
-            found = list(mapper.map(find, list(enumerate(images))))
-        crops = []
-        for i, (item, done) in enumerate(zip(images, found)):
-            if isinstance(done, ImageLoadError):
-                if on_error == "raise":
-                    raise done
-                continue
-            photo, original, faces = done
-            if too_small_for_a_face(original):
-                _warn_small(_input_name(item, i), original)
-            if not faces and no_face == "raise":
-                raise NoFaceFoundError(f"{_input_name(item, i)}: no face found")
-            crops.extend(face_detection.crop_face(photo, face, margin=margin) for face in faces)
-        feats = self._encode(crops, batch_size, "raise", names=False)[0] if crops else None
-        probs = self.probs_from_features(feats) if crops else np.zeros((0, len(self.labels)))
-        results: List = []
-        k = 0
-        for done in found:
-            if isinstance(done, ImageLoadError):
-                results.append(done)
-                continue
-            photo, original, faces = done
-            results.append([])
-            for face in faces:
-                results[-1].append({"box": _box_in(face, photo.size, original), "face_score": round(face.score, 3),
-                                    "predictions": self._ranked(probs[k], top_k)})
-                k += 1
-        return results
-
-    def _ranked(self, probs: np.ndarray, top_k: Optional[int]) -> List[dict]:
+    def ranked(self, probs: np.ndarray, top_k: Optional[int]) -> List[dict]:
+        """``[{"label", "score"}, ...]`` for one row of probabilities, best first, at most ``top_k``."""
         order = np.argsort(-probs)[: top_k or len(self.labels)]
         return [{"label": self.labels[j], "score": float(probs[j])} for j in order]
 
@@ -424,15 +424,6 @@ def _warn_small(name: str, size: Tuple[int, int]) -> None:
     warnings.warn(SmallImageWarning(
         f"{name}: image is {size[0]}x{size[1]} px, under {MIN_FACE_SIDE} px on a side: too small to hold a face; "
         "its scores mean little"), stacklevel=4)
-
-
-def _box_in(face: face_detection.FaceBox, loaded: Tuple[int, int], original: Tuple[int, int]) -> List[int]:
-    """``face``'s box (found on the loaded image of size ``loaded``) in the original image's pixel coordinates."""
-    if loaded == original:
-        return list(face.box)
-    sx, sy = original[0] / loaded[0], original[1] / loaded[1]
-    return [min(int(round(face.x0 * sx)), original[0]), min(int(round(face.y0 * sy)), original[1]),
-            min(int(round(face.x1 * sx)), original[0]), min(int(round(face.y1 * sy)), original[1])]
 
 
 class _Mapper:

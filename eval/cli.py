@@ -99,8 +99,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--train-split", default=None, help="probe training split (default: the benchmark's train)")
     p.add_argument("--val-split", default=None, help="probe validation split (default: valid/val when it exists)")
     p.add_argument("--view", default=None, choices=["none"] + view_names(),
-                   help="image view (robustness/cue protocols): upper-face, lower-face (the other half masked) "
-                        "or histeq (histogram-equalised)")
+                   help="image view: faces (the photos protocol: each image through the face pipeline as "
+                        "`emocap classify` frames it, reporting the share with no face found), upper-face, "
+                        "lower-face (the other half masked) or histeq (histogram-equalised)")
     p.add_argument("--slices", default=None, choices=["none", "face"],
                    help="face: also report WAR/UAR per face attribute read from landmarks (mouth open, teeth "
                         "visible, head yaw); needs the captioning extra (dlib landmarks)")
@@ -177,6 +178,8 @@ def _report(record: dict, bench_name: str, split, path: Path) -> None:
           f"{record['n']} images{cached}, {record.get('elapsed_s', 0):.1f} s")
     for line in format_summary(record):
         print("  " + line)
+    if record.get("no_face_share") is not None:
+        print(f"  no face found in {100 * record['no_face_share']:.2f}% of the images (scored whole)")
     chance = record.get("chance")
     if chance:
         print(f"  chance       UAR {100 * chance['uar']:.2f}% (1/{record['n_classes']}), "

@@ -46,6 +46,8 @@ def _load_batch(samples, view: Optional[ImageView], pool: Optional[ThreadPoolExe
         attrs = slicer(clips[0][0]) if slicer is not None and clips else None  # first frame, unviewed
         if clips:
             frames = [view(im) for im in clips[0]] if view is not None else clips[0]
+            if getattr(view, "reports_face", False) and frames:  # the photos protocol: was a face found?
+                attrs = {**(attrs or {}), "face_found": frames[0].info.get("face_found")}
             clips[0] = [prepare(im) for im in frames] if prepare is not None else frames
         return loaded, attrs
 
@@ -195,7 +197,8 @@ def encode_split(classifier, spec: RunSpec, data: BenchmarkData, cache: Optional
     from .slices import get_slicer
 
     steps = image_steps(classifier, spec.batch_size) if kind == "features" else None
-    fs = extract_features(encode, data, batch_size=spec.batch_size, view=spec.view, progress=spec.progress,
+    view = get_view(spec.view, getattr(classifier, "crop_policy", None))
+    fs = extract_features(encode, data, batch_size=spec.batch_size, view=view, progress=spec.progress,
                           kind=kind, desc=desc, slicer=get_slicer(spec.slices), steps=steps)
     if key is not None and len(fs):
         save_feature_set(cache, key, fs, {"model_id": str(getattr(classifier, "model_id", "")),

@@ -72,6 +72,9 @@ def scored_record(header: Dict[str, object], fs: FeatureSet, probs: np.ndarray) 
               for name, values in fs.groups.items() if name != "subject" and any(v is not None for v in values)}
     if groups:
         record["groups"] = groups
+    found = fs.groups.get("face_found")
+    if found and any(v is not None for v in found):  # the photos protocol (--view faces)
+        record["no_face_share"] = round(sum(v == "no" for v in found) / len(found), 4)
     record["n_skipped"] = len(fs.skipped)
     record["skipped"] = [[str(s), str(r)] for s, r in fs.skipped]
     record["features_from_cache"] = fs.from_cache

@@ -11,6 +11,12 @@ Views (on aligned face crops, as the FER benchmarks ship them):
   remain, so the model must read the expression from the upper face (AU1, AU2, AU4, AU5, AU6, AU7).
 * ``lower-face``: the upper part is filled instead; nose, mouth and jaw remain (AU9 to AU27).
 * ``histeq``: per-channel histogram equalisation (contrast and lighting robustness).
+
+And one for full photos, the **photos protocol** (``--view faces``): each image goes through core's face pipeline
+as ``emocap classify`` sends it (:func:`emocap.face_predictions.main_face` with the model's crop policy: an image
+no larger than the policy's ``crop_max_side`` is used whole, a larger one is scored on its largest face, aligned,
+with the model's margin). An image where no face is found is scored whole and counted: the result's groups get
+``face_found`` (yes/no) and the record a ``no_face_share`` beside WAR/UAR.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["ImageView", "VIEWS", "get_view", "view_names", "mask_face_half", "equalize"]
+__all__ = ["ImageView", "VIEWS", "FaceView", "get_view", "view_names", "mask_face_half", "equalize"]
 
 ImageView = Callable[[Image.Image], Image.Image]
 
@@ -47,7 +53,28 @@ def equalize(image: Image.Image) -> Image.Image:
     return ImageOps.equalize(image.convert("RGB"))
 
 
+class FaceView:
+    """The photos protocol's view: the largest face of each image, framed by the model's crop policy; the outcome
+    is stored in the returned image's ``info["face_found"]`` ("yes"/"no") for the ``face_found`` group."""
+
+    reports_face = True
+
+    def __init__(self, policy=None):
+        from emocap.face_predictions import CropPolicy
+
+        self.policy = policy if policy is not None else CropPolicy()
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        from emocap.face_predictions import main_face
+
+        crop, outcome = main_face(image, self.policy)
+        crop = crop.copy() if crop is image else crop
+        crop.info["face_found"] = "no" if outcome == "no face" else "yes"
+        return crop
+
+
 VIEWS: Dict[str, ImageView] = {
+    "faces": FaceView(),
     "upper-face": functools.partial(mask_face_half, keep="upper"),
     "lower-face": functools.partial(mask_face_half, keep="lower"),
     "histeq": equalize,
@@ -58,10 +85,13 @@ def view_names() -> List[str]:
     return sorted(VIEWS)
 
 
-def get_view(name: Optional[str]) -> Optional[ImageView]:
-    """The view called ``name`` (``None`` or ``"none"``: no view)."""
+def get_view(name: Optional[str], crop_policy=None) -> Optional[ImageView]:
+    """The view called ``name`` (``None`` or ``"none"``: no view); ``crop_policy`` (a model's
+    :class:`emocap.face_predictions.CropPolicy`) frames the ``faces`` view as that model wants."""
     if name is None or name == "none":
         return None
     if name not in VIEWS:
         raise ValueError(f"unknown image view {name!r}; choose from {', '.join(view_names())}")
+    if name == "faces" and crop_policy is not None:
+        return FaceView(crop_policy)
     return VIEWS[name]

@@ -1,0 +1,68 @@
+"""Face framing sweep: which crop of a detected face the default model reads best, on full photos.
+
+Not a test: model selection for the crop policy stored with a model (``face_crop.margin``), run by hand::
+
+    OMP_NUM_THREADS=2 python benchmarks/face_framing.py --root ../shared/data/faces-wild-dev \
+        --margins 0.2 0.35 0.5 0.7 --out results/face_framing.json
+
+Each photo of an ImageFolder-style set (``images/<class>/``; the five classes with enough images by default) is
+searched once with emocap's face pipeline; its largest face is then cropped at each margin, with and without
+eye alignment, and scored zero-shot with the model's own prompts; the whole photo is scored as well. Reports WAR
+and UAR per framing. faces-wild-dev is a validation set: choose the margin here, never train on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from emocap import ZeroShotClassifier, faces
+from emocap.images import load_image
+from emocap.metrics import war_uar
+
+CLASSES = ["neutral", "happiness", "surprise", "anger", "sadness"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=Path("../shared/data/faces-wild-dev"))
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--margins", type=float, nargs="+", default=[0.2, 0.35, 0.5, 0.7])
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    clf = ZeroShotClassifier.from_pretrained(args.model, labels=CLASSES)
+    files, labels = [], []
+    for index, name in enumerate(CLASSES):
+        for path in sorted((args.root / "images" / name).iterdir()):
+            files.append(path)
+            labels.append(index)
+    labels = np.asarray(labels)
+    start = time.perf_counter()
+    photos = [load_image(str(p)) for p in files]
+    found = [faces.detect_faces(p) for p in photos]
+    detect_s = time.perf_counter() - start
+    framings = {"whole photo": lambda p, f: p}
+    for margin in args.margins:
+        framings[f"aligned, margin {margin}"] = lambda p, f, m=margin: faces.face_crop(p, f, m) if f else p
+        framings[f"unaligned, margin {margin}"] = lambda p, f, m=margin: (faces.face_crop(p, f, m, align=False)
+                                                                           if f else p)
+    report = {"photos": len(files), "no_face": sum(not f for f in found), "detect_s": round(detect_s, 1),
+              "framings": {}}
+    for name, frame in framings.items():
+        crops = [frame(p, f[0] if f else None) for p, f in zip(photos, found)]
+        probs = clf.probs_from_features(clf.encode_crops(crops, 64))
+        scores = war_uar(probs.argmax(1), labels)
+        war, uar = scores["war"], scores["uar"]
+        report["framings"][name] = {"war": round(100 * war, 2), "uar": round(100 * uar, 2)}
+        print(f"{name:28s} WAR {100 * war:6.2f}  UAR {100 * uar:6.2f}", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
