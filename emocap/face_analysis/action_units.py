@@ -190,6 +190,11 @@ _MODEL_POINTS = np.array([
 _POSE_IDX = (30, 8, 36, 45, 48, 54)
 
 
+def eye_line_roll(pts: np.ndarray) -> float:
+    """Roll in degrees: the tilt of the line from the right to the left eye centre (positive: clockwise in the image)."""
+    return _rotate_to_eye_line(np.asarray(pts, dtype=np.float64))[1]
+
+
 def head_pose(pts: np.ndarray, image_size: Tuple[int, int]) -> Dict[str, float]:
     """Yaw, pitch, roll in degrees (PnP against a generic 3D face; roll from the eye line)."""
     import cv2
