@@ -10,7 +10,8 @@ Two measurements, printed as Markdown tables (docs/face_analysis.md) and optiona
    least one prototype AU active.
 2. **Frame-to-frame agreement on video**: every frame (or the first ``--max-frames``) of a video read with dlib's
    detector; per AU the mean absolute change between consecutive frames with a face, the spread of the AU over
-   the clip, and the correlation of consecutive frames (lag-1); landmark jitter in inter-ocular units.
+   the clip, the correlation of consecutive frames (lag-1) and how often its active state (>= 0.2) flips between
+   consecutive frames; landmark jitter in inter-ocular units.
 
     OMP_NUM_THREADS=1 python benchmarks/au_validity.py --ferplus ../shared/data/ferplus \\
         --video ../shared/data/media/single_face.mp4 --video ../shared/data/media/WolfgangLanger_Pexels.mp4 \\
@@ -104,6 +105,7 @@ def video_agreement(path: str, max_frames: int) -> dict:
         per_au[f"AU{au}"] = {"mean": round(float(allv[:, i].mean()), 3), "sd": round(float(allv[:, i].std()), 3),
                              "mean_abs_change": round(float(np.abs(b[:, i] - a[:, i]).mean()), 3),
                              "lag1_corr": None if corr is None else round(corr, 2),
+                             "flips": round(float(((a[:, i] >= ACTIVE) != (b[:, i] >= ACTIVE)).mean()) * 100, 1),
                              "active_share": round(float((allv[:, i] >= ACTIVE).mean()) * 100, 1)}
     jitter = []
     for _, _, p, q in pairs:
@@ -129,10 +131,10 @@ def markdown(fer: Dict[str, dict], videos: List[dict]) -> str:
         lines += ["", f"**{v['video']}**: {v['frames']} frames, {v['frames_without_face']} without a face, "
                       f"{v['pairs']} consecutive pairs; mean |change| over all AUs {v['mean_abs_change_all_aus']}; "
                       f"landmark jitter {v['landmark_jitter_iod']} inter-ocular distances per frame; {v['seconds']} s",
-                  "", "| AU | mean | sd over clip | mean abs change frame to frame | lag-1 correlation | % frames active |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "", "| AU | mean | sd over clip | mean abs change frame to frame | lag-1 correlation | % frames active "
+                  "| % pairs where active/inactive flips |", "|---|---:|---:|---:|---:|---:|---:|"]
         for au, s in v["per_au"].items():
-            lines.append(f"| {au} | {s['mean']} | {s['sd']} | {s['mean_abs_change']} | {s['lag1_corr']} | {s['active_share']} |")
+            lines.append(f"| {au} | {s['mean']} | {s['sd']} | {s['mean_abs_change']} | {s['lag1_corr']} | {s['active_share']} | {s['flips']} |")
     return "\n".join(lines)
 
 

@@ -82,7 +82,7 @@ SUPPORTED_SUMMARIES = (
     "Taken together, {evidence} {point} to {noun}.",
     "{evidence_cap} {make} the face read as {adj}.",
     "Overall the face expresses {noun}, shown by {evidence}.",
-    "The combination of {evidence} is typical of {noun}.",
+    "{evidence_cap} {is} typical of {noun}.",
 )
 # Measured AUs, none of them in the label's prototype: the label and what is seen, side by side, no causal link.
 UNSUPPORTED_SUMMARIES = (
