@@ -14,7 +14,7 @@ Second part of face analysis (landmarks -> **action units**), core; the caption 
 
 Landmark geometry sees shape, not texture: AU6 (cheek raiser), AU9 (nose wrinkler) and AU14 (dimpler) are
 proxies (lower-lid lift with a smile; nose shortening with upper-lip lift; one-sided lip-corner pull). The AU
-validation table in ``docs/captions.md`` shows how each behaves on real FER+ faces.
+validity tables in ``docs/face_analysis.md`` show how each behaves on real FER+ faces and video.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Face analysis: image bytes -> (detect, align, crop) -> landmarks -> AU intensities and face states.
 
-Core, behind the captioning extra (dlib): the evidence side of the caption flow (image -> **analysis** -> facts ->
-writer -> shards) and eval's face slices (``emocap eval --slices face``) both use it. ``FaceAnalyzer`` ties a
-landmark backend (``landmarks.py``) to the geometry (``action_units.py``):
+Core, behind the analysis extra (dlib): the evidence side of the caption flow (image -> **analysis** -> facts ->
+writer -> shards), the public ``emocap.analyze_face`` (``api.py``) and eval's face slices (``emocap eval --slices
+face``) all use it. ``FaceAnalyzer`` ties a landmark backend (``landmarks.py``) to the geometry
+(``action_units.py``); :meth:`FaceAnalyzer.analyze` is the one path from an image to AU estimates:
 
 - pre-aligned crops (``detect=False``, e.g. FER+) skip detection: the whole image is the face box;
+- a caller's face box (``box=``, any detector) skips detection and is aligned and cropped like a detected face;
 - full photos (``detect=True``): the largest detected face is aligned (eyes level) and cropped, and that crop is
   what the shard stores;
 - a dataset's own landmarks win over the backend's, its own AU codes over the estimates (``emocap.captioning.facts``).
