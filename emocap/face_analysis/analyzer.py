@@ -189,8 +189,10 @@ class FaceAnalyzer:
         The one path from an image to AU estimates: the caption builder and :func:`emocap.face_analysis.analyze_face`
         both call it, so the API reports the numbers captions use. ``image``: encoded bytes or an RGB array.
         """
-        rgb = decode_rgb(image) if isinstance(image, (bytes, bytearray)) else np.asarray(image)
-        analysis = self.read_rgb(rgb, landmarks, box)
+        if isinstance(image, (bytes, bytearray)):
+            analysis = self.read(bytes(image), landmarks, box)
+        else:
+            analysis = self.read_rgb(np.asarray(image), landmarks, box)
         analysis.aus, analysis.reference_basis = self.aus(analysis.reading, identity)
         return analysis
 
