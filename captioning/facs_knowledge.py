@@ -53,12 +53,29 @@ EMOTION_PROTOTYPES: Dict[str, Dict[int, float]] = {
     "neutral": {},
 }
 
+# The FACS prototypes of the basic emotions that evidence is checked against (EMFACS, as commonly tabulated:
+# happiness 6+12, sadness 1+4+15, surprise 1+2+5+26, fear 1+2+4+5+20+26, anger 4+5+7+23, disgust 9+15(+16),
+# contempt R12A+R14A). AU16 (lower lip depressor) is not measured and is left out; contempt keeps only AU14,
+# since its AU12 is one-sided and a symmetric smile must not count for it. A caption's summary says the face
+# supports its label only when a measured active AU is in the label's set (``facts.prototype_seen``).
+PROTOTYPE_AUS: Dict[str, Tuple[int, ...]] = {
+    "happiness": (6, 12),
+    "sadness": (1, 4, 15),
+    "surprise": (1, 2, 5, 26),
+    "fear": (1, 2, 4, 5, 20, 26),
+    "anger": (4, 5, 7, 23),
+    "disgust": (9, 15),
+    "contempt": (14,),
+    "neutral": (),
+}
+
 # Upper/lower-face AU co-occurrence priors (pairs that usually appear together), used to fill or check gaps.
 CO_OCCURRENCE: Tuple[Tuple[int, int], ...] = ((1, 2), (6, 12), (9, 10), (25, 26), (4, 7), (1, 4), (15, 17), (23, 24))
 
 
 def intensity_word(value: float) -> str:
-    """FACS-style intensity band for a 0..1 value (A trace ... E maximum), as a word."""
+    """Band of a *measured* AU's 0..1 intensity (landmark estimate or annotation), as a word. Prior AUs (from
+    the label's prototype) get no band: their strength is not evidence about the face."""
     if value >= 0.8:
         return "high"
     if value >= 0.5:

@@ -7,16 +7,20 @@ estimate, then prior. Priors stand in for all AUs only when a face brings no AU 
 they only fill gaps that the FACS upper/lower-face co-occurrence pairs point to (a measured AU12 with the emotion's
 AU6 missing), and the same pairs check the evidence (``checks``). Region states (brows, eyes, nose, cheeks,
 mouth, jaw) put the AUs and the face states (eyes closed, mouth open, teeth) into plain words for the writers.
+
+What the facts may claim: an emotion intensity only from graded evidence (votes or a soft distribution; ``None``
+for a single hard label, :func:`is_graded`), and support for the label only from measured AUs in the label's FACS
+prototype (``prototype_seen``; ``prototype_unseen`` lists measured prototype AUs that are at rest).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from emocap import taxonomy
 
-from .facs_knowledge import ACTION_UNITS, CO_OCCURRENCE, EMOTION_PROTOTYPES, REGIONS, aus_for_region
+from .facs_knowledge import ACTION_UNITS, CO_OCCURRENCE, EMOTION_PROTOTYPES, PROTOTYPE_AUS, REGIONS, aus_for_region
 
 PRIOR_AU_THRESHOLD = 0.25
 ACTIVE_AU_THRESHOLD = 0.2  # an estimated or annotated AU at or above this intensity is "active"
@@ -40,7 +44,7 @@ class Facts:
     dominant: str
     secondary: List[str]
     agreement: float
-    intensity: str  # high | moderate | low
+    intensity: Optional[str]  # high | moderate | low from graded evidence (votes, soft scores); None for a hard label
     ambiguous: bool
     aus: Dict[int, AUFact] = field(default_factory=dict)
     regions: Dict[str, List[int]] = field(default_factory=dict)
@@ -50,6 +54,8 @@ class Facts:
     face: Dict[str, object] = field(default_factory=dict)  # head pose, eyes, mouth open, teeth (estimates)
     affect: Dict[str, float] = field(default_factory=dict)  # annotated valence / arousal
     checks: List[str] = field(default_factory=list)  # what the co-occurrence priors found
+    prototype_seen: List[int] = field(default_factory=list)  # measured active AUs in the label's FACS prototype
+    prototype_unseen: List[int] = field(default_factory=list)  # measured prototype AUs that are not active
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -57,6 +63,23 @@ class Facts:
         d["distribution"] = {k: round(float(v), 4) for k, v in self.distribution.items()}
         d["agreement"] = round(float(self.agreement), 4)
         return d
+
+
+def is_graded(distribution: Mapping[str, float], votes: Optional[Mapping[str, object]]) -> bool:
+    """Whether the emotion evidence has degrees (annotator votes, or a distribution over more than one label).
+
+    A single hard label (one class at probability 1, no votes) says which emotion, not how strongly: captions
+    built from it carry no intensity.
+    """
+    return votes is not None or sum(1 for v in distribution.values() if float(v) > 0) > 1
+
+
+def label_evidence(dominant: str, aus: Mapping[int, AUFact], measured: Sequence[int]) -> Tuple[List[int], List[int]]:
+    """(measured active AUs in the label's FACS prototype, measured prototype AUs that are not active)."""
+    prototype = PROTOTYPE_AUS.get(dominant, ())
+    seen = sorted(au for au, f in aus.items() if au in prototype and f.source != "prior")
+    unseen = sorted(au for au in prototype if au in measured and au not in aus)
+    return seen, unseen
 
 
 def _intensity_from_agreement(agreement: float) -> str:
@@ -203,22 +226,29 @@ def facts_from_distribution(
     regions = {r: [au for au, _ in aus_for_region({k: v.intensity for k, v in au_facts.items()}, r)] for r in REGIONS}
     regions = {r: v for r, v in regions.items() if v}
     au_sources = sorted({f.source for f in au_facts.values()})
+    measured = sorted({int(k) for k in (estimates or {})} | {int(k) for k in (annotated_aus or {})})
+    seen, unseen = label_evidence(dominant, au_facts, measured)
+    graded = is_graded(distribution, votes)
     affect = {k: round(float(v), 3) for k, v in (("valence", valence), ("arousal", arousal)) if v is not None}
     return Facts(
         distribution=dist,
         dominant=dominant,
         secondary=secondary,
         agreement=agreement,
-        intensity=_intensity_from_agreement(agreement),
+        intensity=_intensity_from_agreement(agreement) if graded else None,
         ambiguous=agreement < 0.5,
         aus=au_facts,
         regions=regions,
-        sources={"emotion": emotion_source, "intensity": f"{emotion_source} (agreement)", "aus": "+".join(au_sources) or "none"},
+        sources={"emotion": emotion_source,
+                 "intensity": f"{emotion_source} (agreement)" if graded else "none (single hard label)",
+                 "aus": "+".join(au_sources) or "none"},
         votes=dict(votes) if votes is not None else None,
         region_states=region_states(au_facts, face or {}) if (face or estimates is not None or annotated_aus) else {},
         face=dict(face or {}),
         affect=affect,
         checks=checks,
+        prototype_seen=seen,
+        prototype_unseen=unseen,
     )
 
 

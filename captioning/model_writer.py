@@ -34,11 +34,14 @@ SYSTEM_PROMPT = (
     "You write captions for a facial expression dataset. You are given FACTS about one face as JSON. "
     "Describe only what the facts state: do not invent expressions, movements, objects, age, gender, identity "
     "or context that the facts do not contain. Answer with one JSON object and nothing else, with the keys "
-    '"global" (one sentence naming the dominant emotion and its intensity, at most 200 characters), "local" '
+    '"global" (one sentence naming the dominant emotion, and its intensity only when the facts give one: an '
+    'intensity of null means a single hard label, so use no intensity word; at most 200 characters), "local" '
     "(a list with one sentence per face region listed under regions: the visible behaviour in plain language, "
-    'then the action unit reading, e.g. "AU12 lip corner puller, moderate") and "summary" (one or two sentences '
-    "tying the evidence to the emotion, at most 400 characters). Mention no emotion other than the dominant one "
-    "and the listed secondary ones."
+    'then the action unit reading, e.g. "AU12 lip corner puller, moderate"; an AU with source prior was not '
+    'measured, say it is expected) and "summary" (one or two sentences, at most 400 characters: say that the '
+    "face supports the emotion only through the AUs under label_prototype_aus_seen; when that list is empty, "
+    "name the emotion and what is seen side by side without saying one shows or points to the other). Mention "
+    "no emotion other than the dominant one and the listed secondary ones."
 )
 
 
@@ -60,6 +63,8 @@ def facts_for_prompt(facts: Facts) -> dict:
             for au, f in sorted(facts.aus.items()) if au in ACTION_UNITS
         ],
         "regions": {r: facts.region_states.get(r, "active") for r in facts.regions},
+        "label_prototype_aus_seen": [f"AU{au}" for au in facts.prototype_seen],
+        "label_prototype_aus_not_seen": [f"AU{au}" for au in facts.prototype_unseen],
     }
     if facts.region_states:
         out["region_states"] = dict(facts.region_states)

@@ -77,12 +77,12 @@ def prepare_sample(sample: Sample, analyzer=None, duplicate_of: Optional[str] = 
         from emocap.face_analysis import NoFaceFound
 
         try:
-            analysis = analyzer.read(data, sample.landmarks)
+            analysis = analyzer.analyze(data, sample.landmarks, identity=sample.identity)
         except NoFaceFound as e:
             return None, str(e)
         except ValueError as e:
             return None, f"face analysis failed ({e})"
-        estimates, basis = analyzer.aus(analysis.reading, sample.identity)
+        estimates, basis = analysis.aus, analysis.reference_basis  # the numbers emocap.analyze_face reports
         face = analysis.to_dict(basis)
         if estimates is not None:
             face["au_estimates"] = {str(k): v for k, v in estimates.items()}

@@ -5,6 +5,12 @@ several sentence shapes; a per-sample seed (from the run seed and the sample key
 same captions, while across a dataset the wording varies enough that a model cannot learn the template instead of
 the face.
 
+What a caption may claim follows the facts: an intensity word ("strong", "mild", ...) only when the emotion
+evidence is graded (votes, soft scores; ``facts.intensity`` is None for a single hard label); a summary ties the
+face to its label ("point to", "shown by", "typical of") only through measured AUs of the label's FACS prototype
+(``facts.prototype_seen``); otherwise it names the label and what is seen side by side. AUs that come from the
+label's prototype (``prior``) carry no intensity band and are said to be expected, not measured.
+
 The emotion words used here are deliberately a subset of the taxonomy's synonyms: words such as "joy", "rage" or
 "shock" never appear in template captions, so zero-shot tests with those names measure generalisation.
 """
@@ -30,6 +36,8 @@ CAPTION_WORDS: Dict[str, tuple] = {
     "fear": (("fear", "fright", "alarm"), ("fearful", "afraid", "scared", "alarmed")),
     "contempt": (("contempt", "disdain", "scorn"), ("contemptuous", "disdainful", "scornful")),
 }
+
+BEHAVIOUR_ADJECTIVES = {"smiling": 12}  # adjectives that name a visible AU: unused when that AU was measured at rest
 
 INTENSITY_PHRASES = {
     "high": ("a high-intensity", "a strong", "an unmistakable", "a clear, intense"),
@@ -62,17 +70,46 @@ LOCAL_SHAPES = (
     "{behaviour_cap}, read as {aus}.",
     "{region_cap} - {behaviour}, {aus}.",
 )
-SUMMARY_SHAPES = (
+PLAIN_GLOBAL_SHAPES = (  # a single hard label: which emotion, never how strongly
+    "a face showing {noun}",
+    "a {adj} face",
+    "this person looks {adj}",
+    "a portrait of someone who appears {adj}",
+    "a {adj} facial expression",
+)
+# The face shows AUs of the label's FACS prototype: the evidence named is that part, and it may support the label.
+SUPPORTED_SUMMARIES = (
     "Taken together, {evidence} {point} to {noun}.",
     "{evidence_cap} {make} the face read as {adj}.",
     "Overall the face expresses {noun}, shown by {evidence}.",
-    "The combination of {evidence} is typical of {noun}.",
+    "{evidence_cap} {is} typical of {noun}.",
+)
+# Measured AUs, none of them in the label's prototype: the label and what is seen, side by side, no causal link.
+UNSUPPORTED_SUMMARIES = (
+    "The label is {noun}; the face shows {evidence}.",
+    "A face labelled {adj}, with {evidence}.",
+    "Labelled {adj}; what the face shows is {evidence}.",
+)
+UNSEEN_SENTENCES = (
+    " {unseen_cap}, typical of {noun}, {is_not} seen.",
+    " The usual signs of {noun}, {unseen}, {are_not} visible.",
+)
+# No measurement at all (``--face-analysis none``): the AUs come from the label's prototype, said as such.
+PRIOR_SUMMARIES = (
+    "Labelled {adj}; {evidence} {is} typical of {noun}, not measured on this face.",
+    "The label is {noun}, which usually shows as {evidence}.",
+)
+QUIET_SUMMARIES = (  # a non-neutral label on a face with no active AU
+    "The label is {noun}, though no region departs clearly from rest.",
+    "A face labelled {adj}, with the features near rest.",
 )
 NEUTRAL_SUMMARIES = (
     "With no marked muscle activity in any region, the face reads as {adj}.",
     "The features are at rest, so the overall impression is {noun}.",
     "Nothing in the brows, eyes or mouth departs from rest: a {adj} face.",
 )
+PRIOR_READINGS = ("AU{au} {name}, from the label, not measured", "{name} (AU{au}), expected for the label",
+                  "an expected AU{au} (not measured)")
 
 
 _A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeiou])")
@@ -93,6 +130,17 @@ def sample_rng(seed: int, key: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "little"))
 
 
+def _evidence_slots(aus, chosen) -> Dict[str, str]:
+    """Template slots naming up to three of ``chosen`` AUs (strongest first): "the jaw drop and the lips part"."""
+    strength = {au: (aus[au].intensity if aus.get(au) is not None else 0.0) for au in chosen}
+    top = sorted(chosen, key=lambda au: (-strength[au], au))[:3]
+    parts = [ACTION_UNITS[au][0] for au in top]
+    evidence = ("the " + parts[0]) if len(parts) == 1 else "the " + ", the ".join(parts[:-1]) + " and the " + parts[-1]
+    single = len(parts) == 1
+    return {"evidence": evidence, "evidence_cap": _cap(evidence), "point": "points" if single else "point",
+            "make": "makes" if single else "make", "is": "is" if single else "are"}
+
+
 class TemplateWriter:
     """Deterministic, varied template captions. ``write(facts, key)`` -> dict with global, local, summary."""
 
@@ -101,15 +149,23 @@ class TemplateWriter:
     def __init__(self, seed: int = 0):
         self.seed = int(seed)
 
-    def _emotion_words(self, rng: random.Random, emotion: str):
+    def _emotion_words(self, rng: random.Random, emotion: str, facts: Optional[Facts] = None):
         nouns, adjs = CAPTION_WORDS.get(emotion, ((emotion,), (emotion,)))
+        if facts is not None and emotion == facts.dominant:  # "smiling" only where a smile was not measured absent
+            adjs = tuple(a for a in adjs if BEHAVIOUR_ADJECTIVES.get(a) not in facts.prototype_unseen) or adjs
         return rng.choice(nouns), rng.choice(adjs)
 
     def global_caption(self, facts: Facts, rng: random.Random) -> str:
-        noun, adj = self._emotion_words(rng, facts.dominant)
+        noun, adj = self._emotion_words(rng, facts.dominant, facts)
         if facts.ambiguous and facts.secondary:
             noun2, adj2 = self._emotion_words(rng, facts.secondary[0])
             return rng.choice(AMBIGUOUS_SHAPES).format(noun=noun, noun2=noun2, adj=adj, adj2=adj2)
+        if facts.intensity is None:  # a single hard label: no intensity word
+            base = rng.choice(PLAIN_GLOBAL_SHAPES).format(noun=noun, adj=adj)
+            if facts.secondary:
+                noun2, _ = self._emotion_words(rng, facts.secondary[0])
+                base = rng.choice(SECONDARY_SHAPES).format(base=base, noun2=noun2)
+            return base
         intensity = rng.choice(INTENSITY_PHRASES[facts.intensity])
         base = rng.choice(GLOBAL_SHAPES).format(
             intensity=intensity, intensity_word=intensity.split(" ", 1)[1], noun=noun, adj=adj
@@ -130,7 +186,9 @@ class TemplateWriter:
                 fact = facts.aus[au]
                 band = intensity_word(fact.intensity)
                 style = rng.randrange(3)
-                if style == 0:
+                if fact.source == "prior":  # from the label's prototype: no band, said to be expected
+                    readings.append(PRIOR_READINGS[style].format(au=au, name=ACTION_UNITS[au][0]))
+                elif style == 0:
                     readings.append(f"AU{au} {ACTION_UNITS[au][0]} at {band} intensity")
                 elif style == 1:
                     readings.append(f"{ACTION_UNITS[au][0]} (AU{au}), {band}")
@@ -152,17 +210,29 @@ class TemplateWriter:
         return sentences
 
     def summary(self, facts: Facts, rng: random.Random) -> str:
-        noun, adj = self._emotion_words(rng, facts.dominant)
-        strongest = sorted(facts.aus.items(), key=lambda kv: -kv[1].intensity)[:3]
-        if not strongest:
-            return rng.choice(NEUTRAL_SUMMARIES).format(noun=noun, adj=adj)
-        parts = [ACTION_UNITS[au][0] for au, _ in strongest]
-        evidence = ("the " + parts[0]) if len(parts) == 1 else "the " + ", the ".join(parts[:-1]) + " and the " + parts[-1]
-        single = len(parts) == 1
-        text = rng.choice(SUMMARY_SHAPES).format(
-            evidence=evidence, evidence_cap=_cap(evidence), noun=noun, adj=adj,
-            point="points" if single else "point", make="makes" if single else "make",
-        )
+        """The label and the evidence: support only from measured prototype AUs (``facts.prototype_seen``)."""
+        noun, adj = self._emotion_words(rng, facts.dominant, facts)
+        measured = {au: f for au, f in facts.aus.items() if f.source != "prior"}
+        if not facts.aus:
+            shapes = NEUTRAL_SUMMARIES if facts.dominant == "neutral" else QUIET_SUMMARIES
+            return rng.choice(shapes).format(noun=noun, adj=adj)
+        if not measured:
+            text = rng.choice(PRIOR_SUMMARIES).format(**_evidence_slots(facts.aus, list(facts.aus)), noun=noun, adj=adj)
+        elif facts.prototype_seen:
+            text = rng.choice(SUPPORTED_SUMMARIES).format(
+                **_evidence_slots(facts.aus, facts.prototype_seen), noun=noun, adj=adj)
+            others = [au for au in measured if au not in facts.prototype_seen]
+            if others:
+                slots = _evidence_slots(facts.aus, others)
+                text += f" {slots['evidence_cap']} {slots['is']} also seen."
+        else:
+            text = rng.choice(UNSUPPORTED_SUMMARIES).format(**_evidence_slots(facts.aus, list(measured)), noun=noun,
+                                                            adj=adj)
+            if facts.prototype_unseen:
+                slots = _evidence_slots({au: None for au in facts.prototype_unseen}, facts.prototype_unseen)
+                text += rng.choice(UNSEEN_SENTENCES).format(
+                    unseen=slots["evidence"], unseen_cap=slots["evidence_cap"], noun=noun,
+                    is_not=slots["is"] + " not", are_not=slots["is"] + " not")
         if facts.ambiguous:
             text += rng.choice((" The annotators did not fully agree.", " The reading is uncertain.", " Opinions on it differ."))
         return text

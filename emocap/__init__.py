@@ -17,6 +17,10 @@ def __getattr__(name):  # lazy: importing emocap stays cheap, torch loads on fir
         from .classifier import ZeroShotClassifier
 
         return ZeroShotClassifier
+    if name == "analyze_face":  # dlib loads on the first analysis, not here
+        from .face_analysis import analyze_face
+
+        return analyze_face
     if name in ("load_model", "save_model", "list_models", "create_model", "EmocapModel"):
         from . import models
 
@@ -24,5 +28,5 @@ def __getattr__(name):  # lazy: importing emocap stays cheap, torch loads on fir
     raise AttributeError(f"module 'emocap' has no attribute {name!r}")
 
 
-__all__ = ["ZeroShotClassifier", "load_model", "save_model", "list_models", "create_model", "PromptSet",
+__all__ = ["ZeroShotClassifier", "analyze_face", "load_model", "save_model", "list_models", "create_model", "PromptSet",
            "load_prompt_set", "taxonomy", "IndistinguishableLabelsWarning", "__version__"]

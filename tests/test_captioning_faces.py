@@ -225,5 +225,5 @@ def test_missing_dlib_model_says_how_to_fix(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "face_recognition_models" else real(name, *a))
-    with pytest.raises(LandmarkBackendError, match="pip install 'emocap\\[captioning\\]'"):
+    with pytest.raises(LandmarkBackendError, match="pip install 'emocap\\[analysis\\]'"):
         landmarks.DlibBackend()

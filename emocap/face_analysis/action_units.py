@@ -14,7 +14,7 @@ Second part of face analysis (landmarks -> **action units**), core; the caption 
 
 Landmark geometry sees shape, not texture: AU6 (cheek raiser), AU9 (nose wrinkler) and AU14 (dimpler) are
 proxies (lower-lid lift with a smile; nose shortening with upper-lip lift; one-sided lip-corner pull). The AU
-validation table in ``docs/captions.md`` shows how each behaves on real FER+ faces.
+validity tables in ``docs/face_analysis.md`` show how each behaves on real FER+ faces and video.
 """
 
 from __future__ import annotations
@@ -188,6 +188,11 @@ _MODEL_POINTS = np.array([
     (28.9, -28.9, -24.1),     # 54 left mouth corner
 ], dtype=np.float64)
 _POSE_IDX = (30, 8, 36, 45, 48, 54)
+
+
+def eye_line_roll(pts: np.ndarray) -> float:
+    """Roll in degrees: the tilt of the line from the right to the left eye centre (positive: clockwise in the image)."""
+    return _rotate_to_eye_line(np.asarray(pts, dtype=np.float64))[1]
 
 
 def head_pose(pts: np.ndarray, image_size: Tuple[int, int]) -> Dict[str, float]:

