@@ -1,0 +1,290 @@
+"""One table of results (core): images and videos in, one row per face per image or sampled frame out.
+
+Flow: inputs (image files, folders, video files, animated GIFs, PIL images, arrays) -> frames (videos through the
+one frame sampler, :class:`emocap.readers.frames.VideoStream`, streamed) -> faces and scores
+(:meth:`emocap.ZeroShotClassifier.predict`, the same call as ``emocap classify``, so the same frames give the
+same scores) -> face ids (:class:`emocap.face_tracking.FaceTracker`) and optional smoothing -> rows.
+:func:`iter_rows` yields rows one at a time (``emocap classify``/``emocap analyze`` write them as they come, so
+memory stays flat); :func:`analyze_table` collects them into a pandas DataFrame (``emocap.analyze`` and
+:meth:`~emocap.ZeroShotClassifier.analyze`). Writing tables to files: :mod:`emocap.table_files`; summaries, the
+timeline plot and drawn boxes: :mod:`emocap.video_outputs`.
+
+Columns (:func:`table_columns`): ``source, kind (image|video), frame, time (s; empty for images), face_id, x0, y0,
+x1, y1, face_score``, one score column per label, ``top_label, top_score``; with ``face_analysis=True`` (the
+captioning extra: dlib) also ``landmarks`` (points found), ``yaw, pitch, roll, eye_openness, eyes, mouth_open,
+teeth_visible`` and ``AU01 .. AU26`` (estimates against the bundled rest-face reference, the ones captions use).
+A frame or image without a face gets one row with an empty ``face_id`` and no box or scores, so it is reported.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .face_tracking import DEFAULT_MAX_GAP_S, FaceTracker, ScoreSmoother
+from .images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from .readers.frames import VIDEO_EXTENSIONS, VideoStream, is_video, natural_key
+
+__all__ = ["table_columns", "expand_media", "iter_rows", "analyze_table", "FIXED_COLUMNS", "face_analysis_columns",
+           "FRAMES_PER_BATCH"]
+
+FIXED_COLUMNS = ["source", "kind", "frame", "time", "face_id", "x0", "y0", "x1", "y1", "face_score"]
+STATE_COLUMNS = ["landmarks", "yaw", "pitch", "roll", "eye_openness", "eyes", "mouth_open", "teeth_visible"]
+FRAMES_PER_BATCH = 16  # sampled video frames detected and classified together (bounded memory)
+Row = Dict[str, object]
+OnProblem = Callable[[str, str], None]
+
+
+def _au_columns() -> List[str]:
+    from .face_analysis.action_units import AUS
+
+    return [f"AU{au:02d}" for au in AUS]
+
+
+def face_analysis_columns() -> List[str]:
+    """The face-analysis columns (the AU list lives in :mod:`emocap.face_analysis.action_units`)."""
+    return STATE_COLUMNS + _au_columns()
+
+
+def table_columns(labels: Sequence[str], face_analysis: bool = False) -> List[str]:
+    """The table's columns in order; a label named like a fixed column is refused (ValueError naming it)."""
+    clash = [label for label in labels if label in FIXED_COLUMNS + ["top_label", "top_score"] + STATE_COLUMNS]
+    if clash:
+        raise ValueError(f"label {clash[0]!r} has the name of a table column; rename it (e.g. '{clash[0]} face')")
+    return FIXED_COLUMNS + list(labels) + ["top_label", "top_score"] + (face_analysis_columns() if face_analysis else [])
+
+
+def expand_media(inputs: Iterable) -> Tuple[list, List[Tuple[str, str]]]:
+    """``(items, problems)``: files as they are, folders as their image and video files (natural order, recursive),
+    PIL images and arrays as they are; missing paths and empty folders become ``(path, reason)`` problems."""
+    items: list = []
+    problems: List[Tuple[str, str]] = []
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            items.append(item)
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = sorted((p for p in path.rglob("*") if p.is_file() and
+                            p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS),
+                           key=lambda p: [natural_key(part) for part in p.relative_to(path).parts])
+            if not found:
+                problems.append((str(path), "folder holds no image or video files"))
+            items.extend(found)
+        elif path.exists():
+            items.append(path)
+        else:
+            problems.append((str(path), "file not found"))
+    return items, problems
+
+
+def _source(item, index: int) -> str:
+    return os.fspath(item) if isinstance(item, (str, os.PathLike)) else f"image {index} ({type(item).__name__})"
+
+
+class _Rows:
+    """Turns the classifier's faces into table rows (scores in label order, top label, face analysis)."""
+
+    def __init__(self, labels: Sequence[str], face_analysis: bool):
+        self.labels = list(labels)
+        self.columns = table_columns(self.labels, face_analysis)
+        self.analyzer = _face_analyzer() if face_analysis else None
+
+    def scores(self, face: dict) -> np.ndarray:
+        by_label = {p["label"]: p["score"] for p in face["predictions"]}
+        return np.array([by_label[label] for label in self.labels], dtype=np.float64)
+
+    def face_row(self, base: Row, face_id: int, face: dict, scores: np.ndarray, photo=None) -> Row:
+        row = dict(base, face_id=face_id, face_score=float(face.get("face_score", math.nan)))
+        row.update(zip(("x0", "y0", "x1", "y1"), (int(v) for v in face["box"])))
+        row.update(zip(self.labels, (float(s) for s in scores)))
+        top = int(np.argmax(scores))
+        row["top_label"], row["top_score"] = self.labels[top], float(scores[top])
+        if self.analyzer is not None and photo is not None:
+            row.update(_face_analysis_values(self.analyzer, photo, face["box"]))
+        return row
+
+    def empty_row(self, base: Row) -> Row:
+        row = dict(base, face_id=None, face_score=math.nan, top_label="", top_score=math.nan)
+        row.update({c: math.nan for c in ("x0", "y0", "x1", "y1", *self.labels)})
+        return row
+
+
+def _face_analyzer():
+    """A :class:`~emocap.face_analysis.FaceAnalyzer` on face crops with the bundled rest-face reference."""
+    try:
+        from .face_analysis import FaceAnalyzer
+        from .face_analysis.analyzer import bundled_reference
+
+        analyzer = FaceAnalyzer("dlib", detect=False)
+    except ImportError as e:
+        raise ImportError(f"face analysis needs dlib ({e}); pip install 'emocap[captioning]'") from None
+    analyzer.reference = bundled_reference()
+    return analyzer
+
+
+def _face_analysis_values(analyzer, photo, box) -> Row:
+    """Landmarks, head pose, eyes, mouth and AU estimates of the face at ``box`` (NaN where no landmarks fit)."""
+    from .face_analysis import NoFaceFound
+    from .faces import FaceBox, crop_face
+
+    crop = crop_face(photo, FaceBox(*[int(v) for v in box], 1.0))
+    buf = io.BytesIO()
+    crop.save(buf, format="PNG")
+    try:
+        reading = analyzer.read(buf.getvalue()).reading
+    except (NoFaceFound, ValueError):
+        return {"landmarks": 0}
+    states = reading.states()
+    aus, _ = analyzer.aus(reading)
+    out: Row = {"landmarks": len(reading.landmarks), **states["head_pose"], "eye_openness": states["eye_openness"],
+                "eyes": states["eyes"], "mouth_open": states["mouth_open"], "teeth_visible": states["teeth_visible"]}
+    out.update({f"AU{au:02d}": value for au, value in (aus or {}).items()})
+    return out
+
+
+def iter_rows(clf, inputs: Iterable, fps: Optional[float] = None, every: Optional[int] = None,
+              smooth: Optional[float] = None, detect_faces: bool = True, face_analysis: bool = False,
+              batch_size: int = 64, on_problem: Optional[OnProblem] = None, on_frames: Optional[Callable] = None,
+              on_video: Optional[Callable] = None) -> Iterator[Row]:
+    """Table rows for ``inputs``, streamed (see the module docstring). An input that cannot be read is passed to
+    ``on_problem(source, reason)`` (default: raise its ImageLoadError) and the rest go on. ``on_frames(n)`` is
+    called after each batch of ``n`` images or frames (progress); ``on_video(stream)`` when a video opens;
+    images' and frames' drawn boxes etc. use the rows. ``detect_faces=False``: each image is one face (videos
+    always detect)."""
+    rows = _Rows(clf.labels, face_analysis)
+    items, problems = expand_media(inputs)
+
+    def report(source: str, reason: str) -> None:
+        if on_problem is None:
+            raise ImageLoadError(source, reason)
+        on_problem(source, reason)
+
+    for source, reason in problems:
+        report(source, reason)
+    pending: list = []  # (index, image item) waiting for a batch
+    for index, item in enumerate(items):
+        if isinstance(item, Path) and is_video(item):
+            yield from _image_rows(clf, rows, pending, detect_faces, batch_size, report, on_frames)
+            pending = []
+            yield from _video_rows(clf, rows, item, fps, every, smooth, batch_size, report, on_frames, on_video)
+            continue
+        pending.append((index, item))
+        if len(pending) >= batch_size * 4:
+            yield from _image_rows(clf, rows, pending, detect_faces, batch_size, report, on_frames)
+            pending = []
+    yield from _image_rows(clf, rows, pending, detect_faces, batch_size, report, on_frames)
+
+
+def _image_rows(clf, rows: _Rows, pending: list, detect_faces: bool, batch_size: int, report: OnProblem,
+                on_frames) -> Iterator[Row]:
+    if not pending:
+        return
+    images = [item for _, item in pending]
+    preds = clf.predict(images, top_k=None, batch_size=batch_size, detect_faces=detect_faces, no_face="empty",
+                        on_error="return")
+    for (index, item), pred in zip(pending, preds):
+        source = _source(item, index)
+        if isinstance(pred, ImageLoadError):
+            report(pred.source, pred.reason)
+            continue
+        base: Row = {"source": source, "kind": "image", "frame": 0, "time": math.nan}
+        faces = pred if detect_faces else [_whole_image_face(item, pred)]
+        photo = load_image(item) if rows.analyzer is not None and faces else None
+        if not faces:
+            yield rows.empty_row(base)
+        for face_id, face in enumerate(faces):
+            yield rows.face_row(base, face_id, face, rows.scores(face), photo)
+    if on_frames is not None:
+        on_frames(len(pending))
+
+
+def _whole_image_face(item, ranked: list) -> dict:
+    """A pre-cropped face (``detect_faces=False``): the whole image is the box."""
+    width, height = load_image(item).size
+    return {"box": [0, 0, width, height], "face_score": math.nan, "predictions": ranked}
+
+
+def _video_rows(clf, rows: _Rows, path: Path, fps, every, smooth, batch_size: int, report: OnProblem,
+                on_frames, on_video) -> Iterator[Row]:
+    """Rows of one video: sampled frames in batches of :data:`FRAMES_PER_BATCH`, faces tracked across them."""
+    try:
+        stream = VideoStream(path, fps=fps, every=every)
+    except ImageLoadError as e:
+        report(e.source, e.reason)
+        return
+    if on_video is not None:
+        on_video(stream)
+    tracker = FaceTracker(max_gap_s=max(DEFAULT_MAX_GAP_S, 2.5 / (stream.sampler.fps or stream.native_fps)))
+    smoother = ScoreSmoother(smooth) if smooth is not None else None
+    batch: list = []
+    frames = iter(stream)
+    while True:
+        try:
+            frame = next(frames, None)
+        except ImageLoadError as e:  # nothing decodable, raised when the stream ends
+            report(e.source, e.reason)
+            return
+        if frame is not None:
+            batch.append(frame)
+        if batch and (frame is None or len(batch) >= FRAMES_PER_BATCH):
+            yield from _frame_rows(clf, rows, str(path), batch, tracker, smoother, batch_size)
+            if on_frames is not None:
+                on_frames(len(batch))
+            batch = []
+        if frame is None:
+            break
+    for note in stream.notes:
+        report(str(path), f"note: {note}")
+
+
+def _frame_rows(clf, rows: _Rows, source: str, frames: list, tracker: FaceTracker, smoother, batch_size: int
+                ) -> Iterator[Row]:
+    preds = clf.predict([f.image for f in frames], top_k=None, batch_size=batch_size, detect_faces=True,
+                        no_face="empty")
+    for frame, faces in zip(frames, preds):
+        base: Row = {"source": source, "kind": "video", "frame": frame.index, "time": round(frame.time, 4)}
+        if not faces:
+            tracker.update(frame.time, [])
+            yield rows.empty_row(base)
+            continue
+        ids = tracker.update(frame.time, [face["box"] for face in faces])
+        for face_id, face in zip(ids, faces):
+            scores = rows.scores(face)
+            if smoother is not None:
+                scores = smoother.update(face_id, scores)
+            yield rows.face_row(base, face_id, face, scores, frame.image if rows.analyzer is not None else None)
+
+
+def analyze_table(clf, inputs, **options):
+    """:func:`iter_rows` collected into a pandas DataFrame (columns: :func:`table_columns`; ``face_id`` a nullable
+    integer). Problems reported through ``on_problem`` are also listed in ``DataFrame.attrs["problems"]``."""
+    import pandas as pd
+
+    problems: List[Tuple[str, str]] = []
+    user_callback = options.pop("on_problem", None)
+    errors = options.pop("errors", "raise")
+    if errors not in ("raise", "report"):
+        raise ValueError(f"errors must be 'raise' or 'report', got {errors!r}")
+
+    def on_problem(source: str, reason: str) -> None:
+        if reason.startswith("note: "):
+            problems.append((source, reason))
+            return
+        if errors == "raise" and user_callback is None:
+            raise ImageLoadError(source, reason)
+        problems.append((source, reason))
+        if user_callback is not None:
+            user_callback(source, reason)
+
+    columns = table_columns(clf.labels, options.get("face_analysis", False))
+    frame = pd.DataFrame(list(iter_rows(clf, inputs, on_problem=on_problem, **options)), columns=columns)
+    frame["face_id"] = frame["face_id"].astype("Int64")
+    frame["frame"] = frame["frame"].astype("int64")
+    frame.attrs["problems"] = problems
+    return frame
