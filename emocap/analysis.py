@@ -19,6 +19,7 @@ A frame or image without a face gets one row with an empty ``face_id`` and no bo
 from __future__ import annotations
 
 import io
+import logging
 import math
 import os
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 
 from .face_tracking import DEFAULT_MAX_GAP_S, FaceTracker, ScoreSmoother
 from .images import IMAGE_EXTENSIONS, ImageLoadError, load_image
-from .readers.frames import VIDEO_EXTENSIONS, VideoStream, is_video, natural_key
+from .readers.frames import VIDEO_EXTENSIONS, VideoStream, is_video
 
 __all__ = ["table_columns", "expand_media", "iter_rows", "analyze_table", "FIXED_COLUMNS", "face_analysis_columns",
            "FRAMES_PER_BATCH"]
@@ -60,7 +61,7 @@ def table_columns(labels: Sequence[str], face_analysis: bool = False) -> List[st
 
 
 def expand_media(inputs: Iterable) -> Tuple[list, List[Tuple[str, str]]]:
-    """``(items, problems)``: files as they are, folders as their image and video files (natural order, recursive),
+    """``(items, problems)``: files as they are, folders as their image and video files (sorted paths, recursive),
     PIL images and arrays as they are; missing paths and empty folders become ``(path, reason)`` problems."""
     items: list = []
     problems: List[Tuple[str, str]] = []
@@ -69,12 +70,11 @@ def expand_media(inputs: Iterable) -> Tuple[list, List[Tuple[str, str]]]:
             items.append(item)
             continue
         path = Path(item)
-        if path.is_dir():
-            found = sorted((p for p in path.rglob("*") if p.is_file() and
-                            p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS),
-                           key=lambda p: [natural_key(part) for part in p.relative_to(path).parts])
+        if path.is_dir():  # sorted paths, as emocap.images.iter_image_files (a frame folder as a clip: VideoStream)
+            found = sorted(p for p in path.glob("**/*") if p.is_file() and
+                           p.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
             if not found:
-                problems.append((str(path), "folder holds no image or video files"))
+                problems.append((str(path), "folder holds no image files or video files"))
             items.extend(found)
         elif path.exists():
             items.append(path)
@@ -151,38 +151,68 @@ def _face_analysis_values(analyzer, photo, box) -> Row:
 def iter_rows(clf, inputs: Iterable, fps: Optional[float] = None, every: Optional[int] = None,
               smooth: Optional[float] = None, detect_faces: bool = True, face_analysis: bool = False,
               batch_size: int = 64, on_problem: Optional[OnProblem] = None, on_frames: Optional[Callable] = None,
-              on_video: Optional[Callable] = None) -> Iterator[Row]:
+              on_video: Optional[Callable] = None, on_image: Optional[Callable] = None,
+              on_rows: Optional[Callable] = None) -> Iterator[Row]:
     """Table rows for ``inputs``, streamed (see the module docstring). An input that cannot be read is passed to
     ``on_problem(source, reason)`` (default: raise its ImageLoadError) and the rest go on. ``on_frames(n)`` is
     called after each batch of ``n`` images or frames (progress); ``on_video(stream)`` when a video opens;
-    images' and frames' drawn boxes etc. use the rows. ``detect_faces=False``: each image is one face (videos
-    always detect)."""
+    ``on_image(source, frame, image, rows)`` with each image or sampled frame (``frame``: a
+    :class:`~emocap.readers.frames.VideoFrame`, None for an image) and its rows (drawing boxes; image files are
+    loaded again for it), ``on_rows(source, frame, rows)`` the same without the image (printing).
+    ``detect_faces=False``: each image is one face (videos always detect)."""
+    hooks = _Hooks(on_problem, on_frames, on_video, on_image, on_rows)
     rows = _Rows(clf.labels, face_analysis)
     items, problems = expand_media(inputs)
 
-    def report(source: str, reason: str) -> None:
-        if on_problem is None:
-            raise ImageLoadError(source, reason)
-        on_problem(source, reason)
-
     for source, reason in problems:
-        report(source, reason)
+        hooks.report(source, reason)
     pending: list = []  # (index, image item) waiting for a batch
     for index, item in enumerate(items):
         if isinstance(item, Path) and is_video(item):
-            yield from _image_rows(clf, rows, pending, detect_faces, batch_size, report, on_frames)
+            yield from _image_rows(clf, rows, pending, detect_faces, batch_size, hooks)
             pending = []
-            yield from _video_rows(clf, rows, item, fps, every, smooth, batch_size, report, on_frames, on_video)
+            yield from _video_rows(clf, rows, item, fps, every, smooth, batch_size, hooks)
             continue
         pending.append((index, item))
         if len(pending) >= batch_size * 4:
-            yield from _image_rows(clf, rows, pending, detect_faces, batch_size, report, on_frames)
+            yield from _image_rows(clf, rows, pending, detect_faces, batch_size, hooks)
             pending = []
-    yield from _image_rows(clf, rows, pending, detect_faces, batch_size, report, on_frames)
+    yield from _image_rows(clf, rows, pending, detect_faces, batch_size, hooks)
 
 
-def _image_rows(clf, rows: _Rows, pending: list, detect_faces: bool, batch_size: int, report: OnProblem,
-                on_frames) -> Iterator[Row]:
+class _Hooks:
+    """The callbacks of :func:`iter_rows`; ``report`` raises the problem when no ``on_problem`` is given."""
+
+    def __init__(self, on_problem, on_frames, on_video, on_image, on_rows):
+        self.on_problem, self.on_frames, self.on_video = on_problem, on_frames, on_video
+        self.on_image, self.on_rows = on_image, on_rows
+
+    def seen(self, source: str, frame, image, rows: List[Row]) -> None:
+        if self.on_rows is not None:
+            self.on_rows(source, frame, rows)
+        if self.on_image is not None:
+            self.on_image(source, frame, image, rows)
+
+    def report(self, source: str, reason: str) -> None:
+        if self.on_problem is None:
+            raise ImageLoadError(source, reason)
+        self.on_problem(source, reason)
+
+    def note(self, source: str, text: str) -> None:
+        """Something to know that is no failure (a container whose frame count is wrong): ``on_problem`` gets it
+        as ``"note: ..."``; without one it is logged."""
+        if self.on_problem is None:
+            logging.getLogger("emocap").warning("%s: %s", source, text)
+        else:
+            self.on_problem(source, f"note: {text}")
+
+    def frames_done(self, n: int) -> None:
+        if self.on_frames is not None:
+            self.on_frames(n)
+
+
+def _image_rows(clf, rows: _Rows, pending: list, detect_faces: bool, batch_size: int, hooks: _Hooks
+                ) -> Iterator[Row]:
     if not pending:
         return
     images = [item for _, item in pending]
@@ -191,17 +221,16 @@ def _image_rows(clf, rows: _Rows, pending: list, detect_faces: bool, batch_size:
     for (index, item), pred in zip(pending, preds):
         source = _source(item, index)
         if isinstance(pred, ImageLoadError):
-            report(pred.source, pred.reason)
+            hooks.report(pred.source, pred.reason)
             continue
         base: Row = {"source": source, "kind": "image", "frame": 0, "time": math.nan}
         faces = pred if detect_faces else [_whole_image_face(item, pred)]
-        photo = load_image(item) if rows.analyzer is not None and faces else None
-        if not faces:
-            yield rows.empty_row(base)
-        for face_id, face in enumerate(faces):
-            yield rows.face_row(base, face_id, face, rows.scores(face), photo)
-    if on_frames is not None:
-        on_frames(len(pending))
+        photo = load_image(item) if (rows.analyzer is not None and faces) or hooks.on_image else None
+        out = [rows.face_row(base, face_id, face, rows.scores(face), photo) for face_id, face in enumerate(faces)]
+        out = out or [rows.empty_row(base)]
+        hooks.seen(source, None, photo, out)
+        yield from out
+    hooks.frames_done(len(pending))
 
 
 def _whole_image_face(item, ranked: list) -> dict:
@@ -210,16 +239,16 @@ def _whole_image_face(item, ranked: list) -> dict:
     return {"box": [0, 0, width, height], "face_score": math.nan, "predictions": ranked}
 
 
-def _video_rows(clf, rows: _Rows, path: Path, fps, every, smooth, batch_size: int, report: OnProblem,
-                on_frames, on_video) -> Iterator[Row]:
+def _video_rows(clf, rows: _Rows, path: Path, fps, every, smooth, batch_size: int, hooks: _Hooks
+                ) -> Iterator[Row]:
     """Rows of one video: sampled frames in batches of :data:`FRAMES_PER_BATCH`, faces tracked across them."""
     try:
         stream = VideoStream(path, fps=fps, every=every)
     except ImageLoadError as e:
-        report(e.source, e.reason)
+        hooks.report(e.source, e.reason)
         return
-    if on_video is not None:
-        on_video(stream)
+    if hooks.on_video is not None:
+        hooks.on_video(stream)
     tracker = FaceTracker(max_gap_s=max(DEFAULT_MAX_GAP_S, 2.5 / (stream.sampler.fps or stream.native_fps)))
     smoother = ScoreSmoother(smooth) if smooth is not None else None
     batch: list = []
@@ -228,37 +257,36 @@ def _video_rows(clf, rows: _Rows, path: Path, fps, every, smooth, batch_size: in
         try:
             frame = next(frames, None)
         except ImageLoadError as e:  # nothing decodable, raised when the stream ends
-            report(e.source, e.reason)
+            hooks.report(e.source, e.reason)
             return
         if frame is not None:
             batch.append(frame)
         if batch and (frame is None or len(batch) >= FRAMES_PER_BATCH):
-            yield from _frame_rows(clf, rows, str(path), batch, tracker, smoother, batch_size)
-            if on_frames is not None:
-                on_frames(len(batch))
+            yield from _frame_rows(clf, rows, str(path), batch, tracker, smoother, batch_size, hooks)
+            hooks.frames_done(len(batch))
             batch = []
         if frame is None:
             break
     for note in stream.notes:
-        report(str(path), f"note: {note}")
+        hooks.note(str(path), note)
 
 
-def _frame_rows(clf, rows: _Rows, source: str, frames: list, tracker: FaceTracker, smoother, batch_size: int
-                ) -> Iterator[Row]:
+def _frame_rows(clf, rows: _Rows, source: str, frames: list, tracker: FaceTracker, smoother, batch_size: int,
+                hooks: "_Hooks") -> Iterator[Row]:
     preds = clf.predict([f.image for f in frames], top_k=None, batch_size=batch_size, detect_faces=True,
                         no_face="empty")
     for frame, faces in zip(frames, preds):
         base: Row = {"source": source, "kind": "video", "frame": frame.index, "time": round(frame.time, 4)}
-        if not faces:
-            tracker.update(frame.time, [])
-            yield rows.empty_row(base)
-            continue
         ids = tracker.update(frame.time, [face["box"] for face in faces])
+        out = []
         for face_id, face in zip(ids, faces):
             scores = rows.scores(face)
             if smoother is not None:
                 scores = smoother.update(face_id, scores)
-            yield rows.face_row(base, face_id, face, scores, frame.image if rows.analyzer is not None else None)
+            out.append(rows.face_row(base, face_id, face, scores, frame.image if rows.analyzer is not None else None))
+        out = out or [rows.empty_row(base)]
+        hooks.seen(source, frame, frame.image, out)
+        yield from out
 
 
 def analyze_table(clf, inputs, **options):
