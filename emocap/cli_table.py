@@ -26,7 +26,6 @@ class TableRun:
         self.args, self.clf = args, clf
         self.problems = list(problems)  # (source, reason): failures
         self.notes: List[Tuple[str, str]] = []
-        self.failed_videos = 0
         self.kept_rows: List[dict] = []  # for --summary / --timeline: one small row per face per frame
         self.video_sources: List[str] = []
         self.frames = 0
@@ -42,6 +41,7 @@ class TableRun:
         from .table_files import TableWriter
 
         args = self.args
+        _quiet_opencv()  # its FFmpeg errors on a bad file are noise: the file is reported by name below
         writer = None
         drawer = self._drawer()
         bar = tqdm(total=self._expected(items) or None, unit="frame", desc=args.command_name, file=sys.stderr,
@@ -103,8 +103,6 @@ class TableRun:
             self.notes.append((source, reason[len("note: "):]))
             return
         self.problems.append((source, reason))
-        if Path(source).suffix.lower() in _video_extensions() or source.lower().endswith(".gif"):
-            self.failed_videos += 1
 
     def _on_video(self, drawer):
         def opened(stream) -> None:
@@ -200,7 +198,18 @@ class TableRun:
     def _exit_code(self) -> int:
         if self.args.table_only:
             return 1 if self.problems else 0
-        return 1 if self.failed_videos or (self.problems and not self.frames) else 0
+        videos = _video_extensions() + (".gif",)
+        failed_videos = any(Path(source).suffix.lower() in videos for source, _ in self.problems)
+        return 1 if failed_videos or (self.problems and not self.frames) else 0
+
+
+def _quiet_opencv() -> None:
+    import cv2
+
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # an OpenCV build without the logging module
+        pass
 
 
 def _video_extensions():

@@ -70,8 +70,10 @@ class TableWriter:
         if self.format == "parquet":
             self._pa = _pyarrow()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "wb" if self.format == "parquet" else "w", newline="", encoding=None
-                          if self.format == "parquet" else "utf-8")
+        if self.format == "parquet":
+            self._file = open(self.path, "wb")
+        else:
+            self._file = open(self.path, "w", newline="", encoding="utf-8")
         if self.format == "csv":
             self._csv = csv.writer(self._file)
             self._csv.writerow(self.columns)
