@@ -41,7 +41,7 @@ from .taxonomy import IndistinguishableLabelsWarning
 if TYPE_CHECKING:
     from .onnx_runtime import OnnxTowers
 
-__all__ = ["ZeroShotClassifier", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE",
+__all__ = ["ZeroShotClassifier", "analyze", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE",
            "SmallImageWarning"]
 
 # Class text features this close (cosine) make two labels score almost the same on every image. Picked on the
@@ -394,6 +394,17 @@ class ZeroShotClassifier:
         if no_face not in ("raise", "empty"):
             raise ValueError(f"no_face must be 'raise' or 'empty', got {no_face!r}")
 
+    def analyze(self, inputs, fps: Optional[float] = None, every: Optional[int] = None, smooth: Optional[float] = None,
+                framing: str = "auto", face_analysis: bool = False, batch_size: int = 64, errors: str = "raise"):
+        """A pandas DataFrame with one row per face per image or sampled video frame (faces tracked across a
+        video's frames, optional score smoothing; ``framing`` of images as in :meth:`predict_faces`; columns and
+        options in :mod:`emocap.analysis`)."""
+        from .analysis import analyze_table
+
+        return analyze_table(self, self._as_list(inputs), fps=fps, every=every, smooth=smooth,
+                             framing=framing, face_analysis=face_analysis, batch_size=batch_size,
+                             errors=errors)
+
     def ranked(self, probs: np.ndarray, top_k: Optional[int]) -> List[dict]:
         """``[{"label", "score"}, ...]`` for one row of probabilities, best first, at most ``top_k``."""
         order = np.argsort(-probs)[: top_k or len(self.labels)]
@@ -490,3 +501,11 @@ def indistinguishable_message(pairs: Sequence[LabelPair], threshold: float, tota
     return (f"the model can hardly tell these labels apart (text feature cosine >= {threshold:g}): {shown}{more}; "
             "their scores will be nearly equal on any image. Use words the model knows or give class descriptions "
             "(prompts; see docs/labels.md)")
+
+
+def analyze(inputs, labels: Optional[Sequence[str]] = None, model: Optional[str] = None, prompts=None, device=None,
+            **options):
+    """``ZeroShotClassifier.from_pretrained(model, labels, prompts, device).analyze(inputs, **options)``: images,
+    folders and videos in, a pandas DataFrame out (``emocap.analyze``; see :meth:`ZeroShotClassifier.analyze`)."""
+    return ZeroShotClassifier.from_pretrained(model, labels=labels, prompts=prompts, device=device).analyze(
+        inputs, **options)

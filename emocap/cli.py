@@ -1,4 +1,5 @@
-"""The ``emocap`` command: ``classify`` and ``export`` (core commands) live here; the stages' commands (``caption``, ``train``, ``eval``) are
+"""The ``emocap`` command: ``export``, ``push`` and ``demo`` (core commands) live here, ``classify`` and ``analyze`` in
+:mod:`emocap.cli_classify`; the stages' commands (``caption``, ``train``, ``eval``) are
 found through the ``emocap.commands`` entry point group (pyproject.toml), each naming a module with
 ``add_parser(subparsers)``, so core imports no stage by name. A stage whose extra is not installed still shows up,
 and running it says what to install.
@@ -9,20 +10,17 @@ Ctrl-C ends any command with one line on stderr and exit code 130 (no traceback)
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import warnings
 from importlib.metadata import distributions
 from typing import List, Optional
 
-from tqdm import tqdm
-
+from .cli_classify import add_analyze, add_classify, positive_int, split_inputs_from_labels  # noqa: F401
 from .cli_options import add_output_options, configure_output
 
 DESCRIPTION = """emocap: vision-language facial emotion representations.
 
-  emocap classify  faces.jpg ...          zero-shot emotion scores (embedded default model, offline)
+  emocap classify  faces.jpg clip.mp4 ... zero-shot emotion scores for images and videos (offline)
+  emocap analyze   clip.mp4 --out t.csv   a results table: one row per face per image or video frame
   emocap demo      [--port 7860]          web demo: photo or video in, faces, scores, behaviour (needs [demo])
   emocap export    onnx MODEL --out DIR   the model's towers as ONNX, for `classify --runtime onnx`
   emocap caption   --root DATA --out DIR  EmoCap-style caption shards from a labelled face dataset
@@ -32,16 +30,6 @@ DESCRIPTION = """emocap: vision-language facial emotion representations.
 
 Run `emocap <command> --help` for the options of each command."""
 
-CLASSIFY_EXAMPLES = """examples:
-  emocap classify face1.png face2.jpg                 # pre-cropped faces, basic-8 emotions
-  emocap classify photo.jpg --detect-faces            # find faces in a full photo first
-  emocap classify faces/ --labels joy rage calm       # any label names (zero-shot; see docs/labels.md)
-  emocap classify faces/ --labels pain boredom --prompts my.json   # descriptions from `emocap caption prompts`
-  emocap classify face.png --model hf-hub:org/repo    # a model from the Hugging Face hub
-  emocap classify faces/ --json > scores.jsonl        # one JSON line per image
-  emocap classify face.png --runtime onnx --model emocap-default-onnx   # ONNX Runtime on the CPU (docs/speed.md)
-"""
-
 PUSH_EXAMPLES = """examples:
   emocap push runs/mine/final org/my-emotion-model --results results/*.json   # upload (token: HF_TOKEN or login)
   emocap push runs/mine/final org/my-emotion-model --dry-run upload/          # write exactly what would be uploaded
@@ -50,46 +38,6 @@ PUSH_EXAMPLES = """examples:
 
 COMMANDS_GROUP = "emocap.commands"  # entry points: command name -> module with add_parser(subparsers)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for a command ended by Ctrl-C
-
-
-def _positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse names the option in its error)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1 or more), got {text!r}")
-    return value
-
-
-def _add_classify(subparsers):
-    p = subparsers.add_parser(
-        "classify",
-        help="zero-shot facial emotion scores for images or folders",
-        description="Score face images against emotion labels from text prompts. Inputs may be files or "
-        "folders; unreadable files are reported and skipped, the rest are classified.",
-        epilog=CLASSIFY_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("inputs", nargs="*", help="image files or folders of images (anywhere on the line: after "
-                   "--labels, words that name an existing file or folder are inputs, not labels)")
-    p.add_argument("--model", default=None, help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
-    p.add_argument("--labels", nargs="+", default=None,
-                   help="label names: any words or phrases, quoted when they have spaces (default: the model's labels, basic-8)")
-    p.add_argument("--prompts", default=None,
-                   help="prompt set: a bundled name, a JSON file, or one template with {} for the label, e.g. "
-                   "'a photo of a {} face.' (default: the model's)")
-    p.add_argument("--top-k", type=_positive_int, default=3, help="labels to print per image (default 3)")
-    p.add_argument("--detect-faces", action="store_true", help="detect and crop faces in full photos first")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
-    add_output_options(p)
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="torch (default), or onnx: ONNX Runtime on the CPU, with --model an ONNX export "
-                   "folder from `emocap export onnx` (needs pip install 'emocap[onnx]')")
-    p.set_defaults(func=_run_classify)
 
 
 def _true_or_false(text: str) -> bool:
@@ -114,7 +62,7 @@ def _add_demo(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default=None, help="model id: default (embedded), hf-hub:org/repo, local-dir:/path or a folder")
-    p.add_argument("--port", type=_positive_int, default=None, help="port (default: 7860, or the next free one)")
+    p.add_argument("--port", type=positive_int, default=None, help="port (default: 7860, or the next free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--share", type=_true_or_false, default=False, metavar="{true,false}",
                    help="also serve through a temporary public gradio.live link (default false)")
@@ -136,73 +84,6 @@ def _run_demo(args) -> int:
         print(f"emocap demo: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-def _run_classify(args) -> int:
-    from .classifier import ZeroShotClassifier
-    from .images import ImageLoadError, SmallImageWarning, expand_inputs
-    from .models import ModelLoadError
-    from .taxonomy import IndistinguishableLabelsWarning
-
-    inputs, args.labels = split_inputs_from_labels(args.inputs, args.labels)
-    if not inputs:
-        print("emocap classify: error: no inputs: give image files or folders", file=sys.stderr)
-        return 2
-    files, problems = expand_inputs(inputs)
-    if args.runtime != "torch" and args.model is None:
-        print(f"emocap classify: error: --runtime {args.runtime} needs --model ONNX_DIR, a folder written by "
-              "`emocap export onnx MODEL --out ONNX_DIR`", file=sys.stderr)
-        return 2
-    try:
-        clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts, device=args.device,
-                                                 runtime=args.runtime)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", IndistinguishableLabelsWarning)
-            clf.class_text_features()  # once, before the images: labels it cannot tell apart are reported first
-    except (ModelLoadError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
-        print(f"emocap classify: error: {e}", file=sys.stderr)
-        return 2
-    _report_warnings(caught)
-    n_done = 0
-    # stream: classify and print one chunk at a time, so memory stays flat on folders of any size; the classifier
-    # decodes each file once (its worker threads) and hands back the load error of a file it cannot read
-    chunk_size = args.batch_size * 4
-    bar = tqdm(total=len(files), unit="img", desc="classify", disable=None if not args.quiet else True,
-               file=sys.stderr, leave=False)  # shown on a terminal only (disable=None), never with -q
-    for start in range(0, len(files), chunk_size):
-        names = [str(f) for f in files[start:start + chunk_size]]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", SmallImageWarning)
-            preds = clf.predict(names, top_k=args.top_k, batch_size=args.batch_size, detect_faces=args.detect_faces,
-                                no_face="empty", on_error="return")
-        _report_warnings(caught)
-        bar.update(len(names))
-        for name, pred in zip(names, preds):
-            if isinstance(pred, ImageLoadError):
-                problems.append((pred.source, pred.reason))
-            elif args.detect_faces and not pred:
-                problems.append((name, "no face found"))
-            else:
-                n_done += 1
-                _print_prediction(name, pred, args)
-    bar.close()
-    for where, reason in problems:
-        print(f"skipped {where}: {reason}", file=sys.stderr)
-    if problems:
-        print(f"classified {n_done} images, skipped {len(problems)}", file=sys.stderr)
-    return 0 if n_done or not problems else 1
-
-
-def split_inputs_from_labels(inputs: List[str], labels: Optional[List[str]]):
-    """``(inputs, labels)`` with the ``--labels`` words that name an existing file or folder moved to the inputs:
-    ``--labels joy rage faces/*.png`` takes every word after the option, so the files would be read as labels.
-    A label that is really meant as a word and happens to be a file name in the current folder needs ``--``
-    before the inputs or the inputs first."""
-    if not labels:
-        return list(inputs), labels
-    as_paths = [word for word in labels if os.path.exists(word)]
-    kept = [word for word in labels if not os.path.exists(word)]
-    return list(inputs) + as_paths, (kept or None)
 
 
 def _add_push(subparsers):
@@ -290,40 +171,14 @@ def _run_export_onnx(args) -> int:
     return 0
 
 
-def _report_warnings(caught) -> None:
-    """Print emocap's own warnings as one ``warning:`` line each; others go back to the warnings machinery."""
-    from .images import SmallImageWarning
-    from .taxonomy import IndistinguishableLabelsWarning
-
-    for w in caught:
-        if issubclass(w.category, (IndistinguishableLabelsWarning, SmallImageWarning)):
-            print(f"emocap classify: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-
-
-def _print_prediction(name: str, pred, args) -> None:
-    if args.json:
-        key = "faces" if args.detect_faces else "predictions"
-        print(json.dumps({"file": name, key: pred}), flush=False)
-    elif args.detect_faces:
-        for k, face in enumerate(pred):
-            print(f"{name} face {k} {face['box']}: " + _fmt(face["predictions"]))
-    else:
-        print(f"{name}: " + _fmt(pred))
-
-
-def _fmt(preds) -> str:
-    return ", ".join(f"{p['label']} {p['score']:.3f}" for p in preds)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emocap", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"emocap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="command")
-    _add_classify(sub)
+    add_classify(sub)
+    add_analyze(sub)
     _add_push(sub)
     _add_demo(sub)
     _add_export(sub)

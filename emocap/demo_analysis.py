@@ -2,8 +2,8 @@
 explanations and a score timeline.
 
 Sits between the Gradio page (:mod:`emocap.demo`, which only lays out inputs and outputs) and the library: faces
-are found and cropped by :mod:`emocap.faces` (the same detector and margin as ``emocap classify
---detect-faces``), scored by :class:`~emocap.classifier.ZeroShotClassifier` and explained by
+are found and cropped by :mod:`emocap.faces` (the same detector, alignment and margin as ``emocap classify
+--detect-faces``: the classifier's crop policy), scored by :class:`~emocap.classifier.ZeroShotClassifier` and explained by
 :mod:`emocap.explain`; video frames are picked by the core frame sampler (:mod:`emocap.readers.frames`).
 
 Inputs a user can get wrong (no photo, a 1x1 image, no face, fewer than two labels, an unreadable or too long
@@ -120,6 +120,11 @@ def _ranked(labels: Sequence[str], probs: np.ndarray) -> List[dict]:
     return [{"label": labels[j], "score": float(probs[j])} for j in np.argsort(-probs)]
 
 
+def _crop(clf: ZeroShotClassifier, photo: Image.Image, face) -> Image.Image:
+    """The face as the library crops it (the model's margin and alignment)."""
+    return face_detection.face_crop(photo, face, margin=clf.crop_policy.margin, align=clf.crop_policy.align)
+
+
 def analyze_photo(model: DemoModel, image, labels_text: Optional[str], explain_top_k: int = 3) -> PhotoAnalysis:
     """Find the faces in ``image`` (a PIL image or an array), score each against the typed labels and list the
     facial-behaviour sentences closest to each face; the returned image has the faces boxed and labelled."""
@@ -132,12 +137,12 @@ def analyze_photo(model: DemoModel, image, labels_text: Optional[str], explain_t
     clf, notes = model.prepared(labels_text)
     found = face_detection.detect_faces(photo)
     if not found:
-        raise DemoInputError("No face found in the photo. The detector finds frontal faces at least 24 pixels "
-                             "wide: try another photo, or a larger or less rotated face.")
+        raise DemoInputError("No face found in the photo. Try another photo, or one where the face is larger, "
+                             "sharper or less turned away.")
     if len(found) > MAX_FACES:
         notes.append(f"{len(found)} faces found; the {MAX_FACES} largest are scored.")
         found = found[:MAX_FACES]
-    crops = [face_detection.crop_face(photo, face) for face in found]
+    crops = [_crop(clf, photo, face) for face in found]
     feats = clf.encode_images(crops)
     probs = clf.probs_from_features(feats)
     results = []
@@ -213,7 +218,7 @@ def analyze_video(model: DemoModel, path, labels_text: Optional[str], frames: in
         frame = Image.fromarray(np.ascontiguousarray(decoded[index][:, :, ::-1]))  # BGR -> RGB
         found = face_detection.detect_faces(frame)
         if found:
-            crops.append(face_detection.crop_face(frame, found[0]))
+            crops.append(_crop(clf, frame, found[0]))
             rows.append(row)
     if not crops:
         raise DemoInputError(f"No face found in any of the {len(indices)} sampled frames of {Path(path).name}.")
