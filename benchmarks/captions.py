@@ -9,8 +9,8 @@ Rows (one process, ``workers=1``; each build writes real shards to a temporary f
 * pre-cropped faces (FER+ train, 48x48) with the template writer: FACS priors only (``--face-analysis none``),
   and with dlib landmarks + AU estimates (the default);
 * full photos with detection + landmarks + alignment + crop + captions: ``examples/astronaut.jpg`` and FER+
-  faces upscaled 4x and pasted at random places on 640x480 gray backgrounds; with dlib's HOG detector and with
-  OpenCV's Haar cascade (``haar-dlib``);
+  faces upscaled 4x and pasted at random places on 640x480 gray backgrounds, found by emocap's face pipeline
+  (BlazeFace, :mod:`emocap.faces`), landmarks by dlib;
 * the same dlib crop build with ``workers=2`` (both cores).
 
 The rest-face reference is built before the clock starts (it is a one-off per dataset, timed separately).
@@ -97,8 +97,8 @@ def main() -> None:
         "crops, templates, FACS priors only": timed_build(crops),
         "crops, templates, dlib landmarks + AUs": timed_build(crops, dlib_crops),
         "crops, templates, dlib landmarks + AUs, 2 workers": timed_build(crops, FaceAnalyzer(dlib_crops.backend), workers=2),
-        "full photos, dlib HOG detect + landmarks + align": timed_build(photos, FaceAnalyzer(dlib_crops.backend, detect=True)),
-        "full photos, Haar detect + dlib landmarks + align": timed_build(photos, FaceAnalyzer("haar-dlib", detect=True)),
+        "full photos, face pipeline detect + dlib landmarks + align": timed_build(
+            photos, FaceAnalyzer(dlib_crops.backend, detect=True)),
     }
     print(f"caption builder throughput ({platform.processor() or platform.machine()}, "
           f"{__import__('os').cpu_count()} cores)\n")

@@ -64,7 +64,7 @@ def _add_build_options(p) -> None:
     p.add_argument("--shard-size", type=int, default=5000, help="samples per shard (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="wording seed: same seed, same captions (default 0)")
     p.add_argument("--limit", type=int, default=None, help="caption only the first N samples (quick checks)")
-    p.add_argument("--face-analysis", choices=("dlib", "haar-dlib", "none"), default="dlib",
+    p.add_argument("--face-analysis", choices=("dlib", "none"), default="dlib",
                    help="landmark backend for AU estimates and face states (default dlib); none: FACS priors only")
     p.add_argument("--detect-faces", action="store_true", help="full photos: detect, align and crop the face first")
     p.add_argument("--no-dedup", action="store_true", help="keep byte-identical duplicate images")

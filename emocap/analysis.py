@@ -22,11 +22,13 @@ import io
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .face_predictions import NoFaceFoundWarning
 from .face_tracking import DEFAULT_MAX_GAP_S, FaceTracker, ScoreSmoother
 from .images import IMAGE_EXTENSIONS, ImageLoadError, load_image
 from .readers.frames import VIDEO_EXTENSIONS, VideoStream, is_video
@@ -218,8 +220,10 @@ def _image_rows(clf, rows: _Rows, pending: list, framing: str, batch_size: int, 
     if not pending:
         return
     images = [item for _, item in pending]
-    preds = clf.predict_faces(images, top_k=None, batch_size=batch_size, framing=framing, no_face="empty",
-                              on_error="return")
+    with warnings.catch_warnings():  # a photo without a face is a row of its own, not a warning
+        warnings.simplefilter("ignore", NoFaceFoundWarning)
+        preds = clf.predict_faces(images, top_k=None, batch_size=batch_size, framing=framing, no_face="empty",
+                                  on_error="return")
     for (index, item), pred in zip(pending, preds):
         source = _source(item, index)
         if isinstance(pred, ImageLoadError):
@@ -269,8 +273,10 @@ def _video_rows(clf, rows: _Rows, path: Path, fps, every, smooth, batch_size: in
 
 def _frame_rows(clf, rows: _Rows, source: str, frames: list, tracker: FaceTracker, smoother, batch_size: int,
                 hooks: "_Hooks") -> Iterator[Row]:
-    preds = clf.predict_faces([f.image for f in frames], top_k=None, batch_size=batch_size, framing="detect",
-                              no_face="empty")
+    with warnings.catch_warnings():  # a frame without a face is a row of its own, not a warning
+        warnings.simplefilter("ignore", NoFaceFoundWarning)
+        preds = clf.predict_faces([f.image for f in frames], top_k=None, batch_size=batch_size, framing="detect",
+                                  no_face="empty")
     for frame, faces in zip(frames, preds):
         base: Row = {"source": source, "kind": "video", "frame": frame.index, "time": round(frame.time, 4)}
         ids = tracker.update(frame.time, [face["box"] for face in faces])

@@ -257,6 +257,7 @@ def run_analyze(args) -> int:
 
 def _classify_images(args, clf, files: List[str], problems: list) -> int:
     """The image-only path of ``classify`` (no table options): one text or JSON line per image, as before."""
+    from .face_predictions import NoFaceFoundWarning
     from .images import ImageLoadError, SmallImageWarning
 
     n_done = 0
@@ -269,6 +270,7 @@ def _classify_images(args, clf, files: List[str], problems: list) -> int:
         names = files[start:start + chunk_size]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", SmallImageWarning)
+            warnings.simplefilter("ignore", NoFaceFoundWarning)  # reported per file below
             preds = clf.predict_faces(names, top_k=args.top_k, batch_size=args.batch_size, framing=args.framing,
                                       no_face="empty", on_error="return")
         report_warnings(caught, args.command_name)
@@ -290,13 +292,13 @@ def _classify_images(args, clf, files: List[str], problems: list) -> int:
 
 
 def print_prediction(name: str, faces: list, args) -> None:
-    """One image's faces: with --no-detect as ``{"file", "predictions"}`` / ``name: labels``; otherwise as
-    ``{"file", "faces": [...]}`` / one line per face (an image scored whole as a face crop: ``name: labels``)."""
+    """One image's faces: an image scored whole (a face crop) as ``{"file", "predictions"}`` / ``name: labels``;
+    a photo searched for faces as ``{"file", "faces": [...]}`` / one line per face."""
+    whole = faces[0]["framing"] == "whole image"
     if args.json:
-        record = {"file": name, "predictions": faces[0]["predictions"]} if args.framing == "whole" else {
-            "file": name, "faces": faces}
+        record = {"file": name, "predictions": faces[0]["predictions"]} if whole else {"file": name, "faces": faces}
         print(json.dumps(record), flush=False)
-    elif faces[0]["framing"] == "whole image":
+    elif whole:
         print(f"{name}: " + format_ranked(faces[0]["predictions"]))
     else:
         for k, face in enumerate(faces):

@@ -134,7 +134,7 @@ class TableRun:
         if args.json:
             record = {"file": source} if frame is None else {"file": source, "frame": frame.index,
                                                              "time": round(frame.time, 4)}
-            if frame is None and args.framing == "whole":
+            if frame is None and len(faces) == 1 and math.isnan(faces[0]["face_score"]):  # scored whole
                 record["predictions"] = ranked[0]
             else:
                 record["faces"] = [{"box": [int(r[c]) for c in ("x0", "y0", "x1", "y1")],

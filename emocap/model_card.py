@@ -241,8 +241,10 @@ def _architecture(config: dict, folder: Optional[Path]) -> List[str]:
             ("prompts", f"`{(meta.get('prompts') or {}).get('name', 'default')}` (templates and class descriptions, "
                         f"stored in `{CONFIG_NAME}`)")]
     if meta.get("face_crop"):
-        rows.append(("face crops", f"margin {meta['face_crop'].get('margin')} around detected faces "
-                                   "(`detect_faces=True`)"))
+        crop = meta["face_crop"]
+        rows.append(("face crops", f"margin {crop.get('margin')} around faces found by emocap's face pipeline, "
+                                   f"eyes {'levelled' if crop.get('align', True) else 'as found'}; images up to "
+                                   f"{crop.get('crop_max_side', 128)} px are taken as face crops (docs/faces.md)"))
     if meta.get("learned_prompts"):
         rows.append(("learned prompts", f"soft prompts in `{EXTRA_TENSORS_NAME}` (emocap uses them for the "
                                         "training labels; open_clip ignores the file)"))
@@ -324,7 +326,8 @@ def _training_section(config: dict) -> List[str]:
 def _limits_section(config: dict) -> List[str]:
     meta = config.get("emocap", {})
     lines = ["## Limitations", "",
-             "- Made for face crops: full photos need `detect_faces=True` (emocap finds and crops the faces first).",
+             "- Reads face crops: emocap finds, aligns and crops the faces of full photos first (its face "
+             "pipeline); plain open_clip callers must crop faces themselves.",
              "- The text tower knows the words of its training captions; label names far from them are scored "
              "through their sub-word tokens and the class descriptions of the prompt set, not through general "
              "language knowledge. Check new label names on labelled data first (`emocap eval --class-names`).",

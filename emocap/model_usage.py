@@ -22,12 +22,12 @@ def emocap_usage(model_ref: str) -> List[str]:
         "from emocap import ZeroShotClassifier",
         "",
         f'clf = ZeroShotClassifier.from_pretrained("{model_ref}")',
-        'print(clf.predict("face.jpg", top_k=3))                 # a face crop: [[{"label": ..., "score": ...}, ...]]',
-        'print(clf.predict("face.jpg", detect_faces=True))      # full photos: faces found, cropped, scored',
+        'print(clf.predict("face.jpg", top_k=3))                 # a crop or a photo: [[{"label": ..., "score": ...}]]',
+        'print(clf.predict_faces("group.jpg"))                  # every face of a photo: box, score, predictions',
         f'clf = ZeroShotClassifier.from_pretrained("{model_ref}", labels=["joy", "calm", "pain"])  # any labels',
         "```",
         "",
-        f"From a shell: `emocap classify face.jpg --model {model_ref}` (add `--detect-faces` for photos).",
+        f"From a shell: `emocap classify face.jpg --model {model_ref}` (photos and face crops alike).",
     ]
 
 

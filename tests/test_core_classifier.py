@@ -17,7 +17,8 @@ from PIL import Image
 import emocap
 from emocap import taxonomy
 from emocap.classifier import NoFaceFoundError, ZeroShotClassifier
-from emocap.faces import crop_face, detect_faces
+from emocap.face_predictions import NoFaceFoundWarning
+from emocap.faces import detect_faces, face_crop
 from emocap.images import ImageLoadError
 
 PROMPT_DIR = Path(emocap.__file__).parent / "data" / "prompts"
@@ -209,7 +210,8 @@ def test_detect_faces_on_astronaut(clf, astronaut_path, astronaut_image):
     # the scores are those of the face crop, not of the whole photo
     box = detect_faces(astronaut_image)[0]
     assert list(box.box) == face["box"]
-    expected = clf.predict_proba(crop_face(astronaut_image, box, margin=0.2))[0]
+    expected = clf.predict_proba(face_crop(astronaut_image, box, margin=clf.crop_policy.margin,
+                                           align=clf.crop_policy.align))[0]
     for p in preds:
         assert p["score"] == pytest.approx(float(expected[clf.labels.index(p["label"])]), abs=1e-5)
 
@@ -217,11 +219,23 @@ def test_detect_faces_on_astronaut(clf, astronaut_path, astronaut_image):
 def test_no_face_raises_naming_input(clf, gray_image_path, astronaut_image):
     for item in (str(gray_image_path), gray_image_path):
         with pytest.raises(NoFaceFoundError) as info:
-            clf.predict([item], detect_faces=True)
+            clf.predict([item], detect_faces=True, no_face="raise")
         assert gray_image_path.name in str(info.value)
     # in-memory images are named by their position
     with pytest.raises(NoFaceFoundError, match="image 1"):
-        clf.predict([astronaut_image, Image.new("RGB", (64, 64), (90, 90, 90))], detect_faces=True)
+        clf.predict([astronaut_image, Image.new("RGB", (64, 64), (90, 90, 90))], detect_faces=True, no_face="raise")
+
+
+def test_a_faceless_photo_does_not_fail_the_batch(clf, tmp_path, astronaut_path):
+    """By default a photo without a face gets an empty result and a warning naming it; the others are scored."""
+    wall = tmp_path / "plain_wall.png"
+    Image.new("RGB", (400, 300), (140, 120, 100)).save(wall)
+    with pytest.warns(NoFaceFoundWarning, match="plain_wall.png"):
+        faces = clf.predict([astronaut_path, wall], detect_faces=True)
+    assert len(faces[0]) == 1 and faces[1] == []
+    with pytest.warns(NoFaceFoundWarning):  # the default framing: the photo's main face, or nothing
+        ranked = clf.predict([astronaut_path, wall])
+    assert ranked[0] == faces[0][0]["predictions"] and ranked[1] == []
 
 
 def test_corrupt_file_raises_naming_it(clf, tmp_path, sample_images):

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from emocap import taxonomy
 from emocap.model_card import write_model_card
-from emocap.faces import DEFAULT_MARGIN
+from emocap.face_predictions import CropPolicy
 from emocap.gray_fold import gray_fold_problem
 from emocap.models import save_model
 from emocap.prompts import load_prompt_set
@@ -407,7 +407,7 @@ class Trainer:
         em.model = self.clip
         meta = {
             "labels": self.labels, "prompts": self.prompt_set.to_dict(), "grayscale": bool(cfg["data"]["grayscale"]),
-            "face_crop": {"margin": DEFAULT_MARGIN}, "architecture": cfg["model"],
+            "face_crop": CropPolicy().to_meta(), "architecture": cfg["model"],
             "training": {"config": cfg, "global_step": self.state.global_step, "epoch": self.state.epoch},
             **(extra_meta or {}),
         }

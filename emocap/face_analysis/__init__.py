@@ -1,6 +1,6 @@
 """Face analysis (core): landmarks -> action-unit intensities and face states, for users, captioning and eval.
 
-``landmarks`` (backends: dlib, haar-dlib) -> ``action_units`` (geometry against a rest-face reference) ->
+``landmarks`` (backend: dlib landmarks on the face pipeline's boxes) -> ``action_units`` (geometry against a rest-face reference) ->
 ``analyzer`` (:class:`FaceAnalyzer`: detect/align/crop, reading, references; ``analyze`` is the one path from an
 image to AU estimates) -> ``api`` (:func:`analyze_face`: the public call, a documented dict). Used by users
 (``emocap.analyze_face``), the caption flow's evidence side (``emocap.captioning.shards``) and eval's face slices

@@ -170,7 +170,7 @@ class FaceAnalyzer:
                 raise NoFaceFound("no face found (the landmark model does not fit a face in this crop)")
             return Analysis(read_face(pts, rgb), image_landmarks=pts, image_size=(w, h))
         if box is None:
-            boxes = self.backend.detect(gray)
+            boxes = self.backend.detect(rgb)  # colour, as classify and eval detect: the same boxes
             if not boxes:
                 raise NoFaceFound("no face found by the detector")
             box = boxes[0]

