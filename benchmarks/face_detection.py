@@ -43,7 +43,7 @@ def haar_detect(image: Image.Image) -> list:
 
 def yaw_bin(face: faces.FaceBox) -> str:
     """Head yaw from keypoints: the nose tip's offset from the eye midpoint, in eye distances."""
-    (rx, ry), (lx, ly) = face.landmark("right_eye"), face.landmark("left_eye")
+    rx, lx = face.landmark("right_eye")[0], face.landmark("left_eye")[0]
     nose_x = face.landmark("nose_tip")[0]
     eye_dist = max(1e-6, abs(lx - rx))
     offset = abs(nose_x - (rx + lx) / 2) / eye_dist
@@ -61,7 +61,7 @@ def measure(root: Path) -> dict:
     photos = [(r["label"], Image.open(root / r["file"]).convert("RGB"), r["file"]) for r in rows]
     detectors = {"haar (before)": haar_detect, "emocap face pipeline": faces.detect_faces}
     report = {"photos": len(photos), "detectors": {}}
-    found_by_pipeline = {}
+    found_by_pipeline, all_missed = {}, {}
     for name, detect in detectors.items():
         misses, per_class, missed_files = 0, Counter(), []
         start = time.perf_counter()
@@ -73,6 +73,7 @@ def measure(root: Path) -> dict:
                 misses += 1
                 per_class[label, "miss"] += 1
                 missed_files.append(file)
+        all_missed[name] = missed_files
         if name == "emocap face pipeline":
             found_by_pipeline = {file: found for (_, _, file), found in zip(photos, results)}
         classes = sorted({label for label, _ in per_class})
@@ -82,15 +83,14 @@ def measure(root: Path) -> dict:
             "missed_per_class": {c: f"{per_class[c, 'miss']}/{per_class[c, 'n']}" for c in classes},
             "missed_files": missed_files[:50],
         }
-    report["haar_misses_by_group"] = _groups(photos, found_by_pipeline, report["detectors"]["haar (before)"])
+    report["haar_misses_by_group"] = _groups(photos, found_by_pipeline, set(all_missed["haar (before)"]))
+    report["pipeline_misses_by_group"] = _groups(photos, found_by_pipeline, set(all_missed["emocap face pipeline"]))
     return report
 
 
-def _groups(photos, found_by_pipeline, haar) -> dict:
-    """Haar's miss rate by yaw, brightness tertile and colour, on photos where the pipeline found the face."""
-    missed = set(haar["missed_files"]) if haar["missed"] <= 50 else None
-    if missed is None:  # recompute the full list (the report keeps only 50 names)
-        missed = {file for _, image, file in photos if not haar_detect(image)}
+def _groups(photos, found_by_pipeline, missed: set) -> dict:
+    """A detector's miss rate by yaw, brightness tertile and colour, on photos where the pipeline found the face
+    (yaw and brightness need its box and keypoints)."""
     table = defaultdict(Counter)
     light = []
     for _, image, file in photos:

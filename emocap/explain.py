@@ -45,7 +45,7 @@ def explain(classifier, image, top_k: int = 5, regions: Optional[Sequence[dict]]
     if top_k < 1:
         raise ValueError(f"top_k must be positive, got {top_k}")
     feature = classifier.encode_images([image])[0]
-    predictions = classifier._ranked(classifier.probs_from_features(feature[None])[0], None)
+    predictions = classifier.ranked(classifier.probs_from_features(feature[None])[0], None)
     return {"predictions": predictions, **explain_feature(classifier, feature, top_k, regions)}
 
 

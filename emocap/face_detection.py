@@ -23,6 +23,10 @@ except ImportError:  # pragma: no cover - opencv is a core dependency
 
 __all__ = ["RawDetection", "BlazeFace", "KEYPOINT_NAMES", "model_file"]
 
+# OpenCV's TFLite importer is not safe to run in two threads at once (seen here: a spurious "Unsupported operator
+# type RELU" error and a crash when the short- and full-range models loaded together): one import at a time
+_IMPORT_LOCK = threading.Lock()
+
 # BlazeFace's keypoints, in its output order ("right"/"left" are the person's own sides)
 KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear", "left_ear")
 
@@ -68,7 +72,9 @@ def _anchor_centres(spec: _Spec) -> np.ndarray:
 
 
 class BlazeFace:
-    """One BlazeFace model; each thread gets its own OpenCV network (they are not shared across threads)."""
+    """One BlazeFace model: one OpenCV network, run by one thread at a time (a lock; letterboxing and decoding
+    run in parallel). Networks are not created per thread: worker threads come and go with each batch, and an
+    OpenCV network made and freed in short-lived threads costs time for nothing."""
 
     def __init__(self, kind: str = "short", min_score: float = 0.5, nms_iou: float = 0.3):
         if kind not in _SPECS:
@@ -78,14 +84,18 @@ class BlazeFace:
         self.kind, self.spec = kind, _SPECS[kind]
         self.min_score, self.nms_iou = min_score, nms_iou
         self.anchors = _anchor_centres(self.spec)
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._network = None
+        self._outputs: Tuple[str, ...] = ()
 
-    def _net(self):
-        net = getattr(self._local, "net", None)
-        if net is None:
-            net = self._local.net = cv2.dnn.readNetFromTFLite(model_file(self.kind))
-            self._local.outputs = net.getUnconnectedOutLayersNames()
-        return net
+    def _forward(self, blob: np.ndarray) -> dict:
+        with self._lock:
+            if self._network is None:
+                with _IMPORT_LOCK:
+                    self._network = cv2.dnn.readNetFromTFLite(model_file(self.kind))
+                self._outputs = tuple(self._network.getUnconnectedOutLayersNames())
+            self._network.setInput(blob)
+            return dict(zip(self._outputs, self._network.forward(list(self._outputs))))
 
     def __call__(self, rgb: np.ndarray) -> List[RawDetection]:
         """Faces in an ``H x W x 3`` uint8 RGB array, best score first."""
@@ -99,9 +109,7 @@ class BlazeFace:
         y0, x0 = round(top * scale), round(left * scale)
         resized = cv2.resize(rgb, (inner_w, inner_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         canvas[y0:y0 + inner_h, x0:x0 + inner_w] = resized.astype(np.float32) / 127.5 - 1.0
-        net = self._net()
-        net.setInput(canvas.transpose(2, 0, 1)[None])
-        outputs = dict(zip(self._local.outputs, net.forward(self._local.outputs)))
+        outputs = self._forward(np.ascontiguousarray(canvas.transpose(2, 0, 1)[None]))
         regressors = next(v for k, v in outputs.items() if "regress" in k).reshape(-1, 16)
         logits = next(v for k, v in outputs.items() if "class" in k).reshape(-1)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -80.0, 80.0)))

@@ -18,6 +18,7 @@ anything larger is searched for faces.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
@@ -90,14 +91,16 @@ class FaceBox:
 
 
 _MODELS = {}
+_MODELS_LOCK = threading.Lock()
 
 
 def _model(kind: str) -> BlazeFace:
     if cv2 is None:  # pragma: no cover - opencv is a core dependency
         raise FaceDetectionError("face detection needs opencv-python-headless>=4.8")
-    if kind not in _MODELS:
-        _MODELS[kind] = BlazeFace(kind, min_score=min(MIN_SCORE, FILL_MIN_SCORE))
-    return _MODELS[kind]
+    with _MODELS_LOCK:
+        if kind not in _MODELS:
+            _MODELS[kind] = BlazeFace(kind, min_score=min(MIN_SCORE, FILL_MIN_SCORE))
+        return _MODELS[kind]
 
 
 def _iou(a, b) -> float:

@@ -23,7 +23,7 @@ def emocap_usage(model_ref: str) -> List[str]:
         "",
         f'clf = ZeroShotClassifier.from_pretrained("{model_ref}")',
         'print(clf.predict("face.jpg", top_k=3))                 # a crop or a photo: [[{"label": ..., "score": ...}]]',
-        'print(clf.predict_faces("group.jpg"))                  # every face of a photo: box, score, predictions',
+        'print(clf.predict_faces("face.jpg"))                   # every face of a photo: box, score, predictions',
         f'clf = ZeroShotClassifier.from_pretrained("{model_ref}", labels=["joy", "calm", "pain"])  # any labels',
         "```",
         "",

@@ -70,6 +70,19 @@ def test_classify_detect_faces_reports_images_without_faces(tiny_model_dir, astr
     assert f"skipped {gray_image_path}: no face found" in err
 
 
+def test_classify_frames_each_image_without_a_flag(tiny_model_dir, astronaut_path, tmp_path, capsys):
+    """No flag: a small face crop is scored whole, a photo on its faces; --no-detect scores the photo whole."""
+    crop = tmp_path / "crop.png"
+    Image.open(astronaut_path).crop((170, 60, 290, 180)).resize((48, 48)).save(crop)
+    assert main(["classify", str(crop), str(astronaut_path), "--model", str(tiny_model_dir), "--json"]) == 0
+    first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert first["file"] == str(crop) and "predictions" in first  # scored whole, as a face crop
+    face = second["faces"][0]
+    assert face["framing"] == "detected" and 150 <= face["box"][0] <= 200 and face["face_score"] >= 0.65
+    assert main(["classify", str(astronaut_path), "--no-detect", "--model", str(tiny_model_dir)]) == 0
+    assert capsys.readouterr().out.startswith(f"{astronaut_path}: ")
+
+
 def test_classify_bad_model_is_a_clear_error(tmp_path, capsys):
     img = tmp_path / "x.png"
     Image.new("L", (8, 8)).save(img)

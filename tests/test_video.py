@@ -176,6 +176,19 @@ def test_same_frame_same_scores_through_classify_and_analyze(clf):
     assert len(faces) == (table["face_id"].notna()).sum()
     for face, (_, row) in zip(faces, table.iterrows()):
         assert [row[p["label"]] for p in face["predictions"]] == [p["score"] for p in face["predictions"]]
+    # eval's photos protocol on the same frame: the same crop, the same scores
+    from emocap.eval.views import get_view
+
+    crop = get_view("faces", clf.crop_policy)(first.image)
+    assert crop.info["face_found"] == "yes"
+    eval_probs = clf.probs_from_features(clf.encode_crops([crop], 8))[0]
+    assert np.allclose(eval_probs, table.loc[0, list(clf.labels)].to_numpy(float), atol=1e-6)
+    # the caption builder's face analysis finds the same box in that frame
+    pytest.importorskip("dlib", reason="the caption builder's face analysis needs the captioning extra (dlib)")
+    from emocap.face_analysis import FaceAnalyzer
+
+    reading = FaceAnalyzer("dlib", detect=True).read_rgb(np.asarray(first.image)).reading
+    assert list(reading.box) == [int(table.loc[0, c]) for c in ("x0", "y0", "x1", "y1")]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
