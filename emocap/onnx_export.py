@@ -1,9 +1,10 @@
 """``emocap export onnx``: a model's image and text towers as ONNX graphs, for the ONNX Runtime CPU path.
 
 Where it sits: model id -> :func:`emocap.models.load_model` (torch, fp32) -> ``torch.onnx.export`` of each tower
-(dynamic batch axis; the text tower takes the full context length) -> an export folder whose layout and manifest
-:mod:`emocap.onnx_files` defines -> read back by :mod:`emocap.onnx_runtime`. Preprocessing, prompts and class
-weights stay in the classifier (the copied model config carries them), so both runtimes share them.
+(dynamic batch axis; the text tower takes the full context length), plus the tokenizer's vocabulary and merges as
+``tokenizer.json`` (:func:`emocap.onnx_tokenizer.write_tokenizer`) -> an export folder whose layout and manifest
+:mod:`emocap.onnx_files` defines -> read back by :mod:`emocap.onnx_runtime` without torch. Preprocessing, prompts
+and class weights are the classifier's (the copied model config carries them), so both runtimes share them.
 
 The folder is written atomically: into a temporary sibling, manifest last, then renamed into place. An existing
 ``--out`` is replaced only when it is itself an emocap ONNX export; the installed package is never written to.
@@ -27,6 +28,7 @@ from .model_ids import parse_model_id
 from .models import EmocapModel, load_model
 from .file_hashes import file_sha256
 from .onnx_files import FORMAT, IMAGE_FILE, MANIFEST_NAME, TEXT_FILE, OnnxExportError
+from .onnx_tokenizer import write_tokenizer
 
 __all__ = ["export_onnx", "default_out_dir", "OPSET"]
 
@@ -129,11 +131,12 @@ def export_onnx(model_id: Optional[str] = None, out: Union[str, os.PathLike, Non
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
     try:
         towers = _export_towers(em, staging)
+        tokenizer = write_tokenizer(em.tokenizer, staging)
         shutil.copyfile(Path(em.path) / CONFIG_NAME, staging / CONFIG_NAME)
         manifest = {
             "format": FORMAT, "source": _source_record(em, model_id),
             "logit_scale": float(em.clip.logit_scale.detach().exp().float()),
-            "towers": towers,
+            "towers": towers, "tokenizer": tokenizer,
             "opset": OPSET, "versions": {"emocap": __version__, "torch": torch.__version__},
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")

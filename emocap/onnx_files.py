@@ -6,8 +6,10 @@ for what the folder holds::
 
     image.onnx            image tower: pixels [N, 3, H, W] float32 (the model's transform) -> features [N, D]
     text.onnx             text tower: tokens [N, context] int64 -> features [N, D] (both L2-normalised)
+    tokenizer.json        the text tokenizer's vocabulary and merges (tokenizers format; :mod:`emocap.onnx_tokenizer`)
     open_clip_config.json the source model's config (preprocessing, labels, prompts, gray input)
-    onnx_manifest.json    written last: the logit scale, each file's sha256, and the source model's files and hashes
+    onnx_manifest.json    written last: the logit scale, each file's sha256 (towers, tokenizer with its word pattern,
+                          special ids and context length), and the source model's files and hashes
 
 An export is **stale** when the model folder it came from still exists and one of its files no longer has the
 recorded hash (the model was retrained or replaced): :func:`check_manifest` refuses it, naming the file.
