@@ -178,6 +178,8 @@ class ZeroShotClassifier:
         with self.runtime.inference():
             if self._uses_learned_prompts(labels, prompt_set):
                 feats = self.runtime.learned_text_features(self.learned_prompts, labels)
+            elif (stored := self.runtime.stored_class_features(labels, prompt_set)) is not None:
+                feats = stored  # an ONNX export's own labels and prompts, computed at export by this runtime
             else:
                 feats = class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
             self._text_cache[key] = feats

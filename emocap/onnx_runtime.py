@@ -8,7 +8,8 @@ prompts, gray input, crop policy; its preprocessing is :mod:`emocap.onnx_preproc
 numpy counterpart of :class:`emocap.torch_runtime.TorchRuntime`: preprocess, encode, class weights and scores on
 numpy arrays. Nothing here imports torch, so ``emocap classify --runtime onnx`` starts without it (docs/speed.md).
 
-onnxruntime and tokenizers are imported here only, when a folder is loaded (the ``onnx`` extra).
+onnxruntime and tokenizers are imported here only (the ``onnx`` extra): when a folder is loaded, and each tower's
+session and the tokenizer on first use.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
+from .file_hashes import file_sha256
 from .model_files import CONFIG_NAME
 from .onnx_files import OnnxExportError, check_manifest, read_manifest
 from .onnx_preprocess import ImageTransform, UnsupportedTransform
@@ -54,7 +56,12 @@ class ExportedModel:
     meta: Dict = field(default_factory=dict)
     model_id: str = ""
     path: Optional[Path] = None
-    tokenizer: Optional[ClipTokenizer] = None
+    tokenizer_spec: Dict = field(default_factory=dict)  # the manifest's tokenizer entry
+
+    @functools.cached_property
+    def tokenizer(self) -> ClipTokenizer:
+        """The export's tokenizer, loaded on first use (not at all when the stored class features serve)."""
+        return ClipTokenizer.load(self.path, self.tokenizer_spec)
 
     @property
     def clip(self):
@@ -93,13 +100,24 @@ class ExportedModel:
 
 
 class OnnxTowers:
-    """The image and text towers of one export folder, as ONNX Runtime sessions."""
+    """The image and text towers of one export folder, as ONNX Runtime sessions, each opened on first use (a process
+    that scores the model's own labels from the stored class features never opens the text tower)."""
 
-    def __init__(self, folder: Path, manifest: dict, sessions: Dict[str, object]):
+    def __init__(self, folder: Path, manifest: dict, paths: Dict[str, Path], options):
         self.folder = Path(folder)
         self.manifest = manifest
-        self._sessions = sessions
+        self._paths = paths
+        self._options = options
+        self._sessions: Dict[str, object] = {}
         self.logit_scale = float(manifest["logit_scale"])
+
+    def _session(self, tower: str):
+        if tower not in self._sessions:
+            import onnxruntime as ort
+
+            self._sessions[tower] = ort.InferenceSession(str(self._paths[tower]), self._options,
+                                                         providers=["CPUExecutionProvider"])
+        return self._sessions[tower]
 
     @classmethod
     def load(cls, folder: Union[str, Path], threads: int = 0) -> "OnnxTowers":
@@ -117,9 +135,7 @@ class OnnxTowers:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or _default_threads()
         options.inter_op_num_threads = 1
-        sessions = {tower: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-                    for tower, path in paths.items()}
-        return cls(folder, manifest, sessions)
+        return cls(folder, manifest, paths, options)
 
     def exported_model(self, model_id: str = "") -> ExportedModel:
         """The export's model config (labels, prompts, preprocessing, gray input) and tokenizer, without torch."""
@@ -135,18 +151,27 @@ class OnnxTowers:
             raise OnnxExportError(f"{self.folder}: no tokenizer in {self.folder / 'onnx_manifest.json'} (exported by "
                                   f"an older emocap); export again: emocap export onnx {source} --out {self.folder}")
         return ExportedModel(model_cfg, config.get("preprocess_cfg") or _default_preprocess_cfg(model_cfg),
-                             config.get("emocap", {}), model_id or str(self.folder), self.folder,
-                             ClipTokenizer.load(self.folder, spec))
+                             config.get("emocap", {}), model_id or str(self.folder), self.folder, spec)
 
     def encode_image(self, pixels: np.ndarray) -> np.ndarray:
         """[N, D] normalised features of preprocessed pixels [N, 3, H, W] (float32)."""
-        session = self._sessions["image"]
-        return session.run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
+        return self._session("image").run(None, {"pixels": np.ascontiguousarray(pixels, dtype=np.float32)})[0]
 
     def encode_text(self, tokens: np.ndarray) -> np.ndarray:
         """[N, D] normalised features of token ids [N, context length] (the tokenizer's full, padded rows)."""
         tokens = np.asarray(tokens, dtype=np.int64)
-        return self._sessions["text"].run(None, {"tokens": np.ascontiguousarray(tokens)})[0]
+        return self._session("text").run(None, {"tokens": np.ascontiguousarray(tokens)})[0]
+
+    def stored_class_features(self, labels: Sequence[str], prompt_hash: str) -> Optional[np.ndarray]:
+        """[C, D] class features the export stored for ``labels`` with the prompt set of hash ``prompt_hash`` (the
+        model's own labels and prompts, computed at export through this runtime), or None for any other set."""
+        entry = self.manifest.get("class_features")
+        if not entry or entry["labels"] != list(labels) or entry["prompt_hash"] != prompt_hash:
+            return None
+        path = self.folder / entry["file"]
+        if not path.is_file() or file_sha256(path) != entry["sha256"]:
+            raise OnnxExportError(f"{path}: missing, or its sha256 differs from the manifest; export again")
+        return np.asarray(json.loads(path.read_text(encoding="utf-8"))["features"], dtype=np.float32)
 
 
 def _default_preprocess_cfg(model_cfg: dict) -> dict:
@@ -165,16 +190,18 @@ class OnnxRuntime:
     folded_batchnorms, channels_last = 0, False
 
     def __init__(self, model, towers: OnnxTowers):
-        exported = model if isinstance(model, ExportedModel) else towers.exported_model()
+        self._exported = model if isinstance(model, ExportedModel) else towers.exported_model()
         self.towers = towers
-        self._transform = exported.preprocess  # PIL -> float32 [3, H, W]
-        self._tokenizer = exported.tokenizer
+        self._transform = self._exported.preprocess  # PIL -> float32 [3, H, W]
 
     def inference(self):
         return contextlib.nullcontext()
 
     def learned_prompts(self):
         return None  # `emocap export onnx` refuses models with learned prompts
+
+    def stored_class_features(self, labels: Sequence[str], prompt_set) -> Optional[np.ndarray]:
+        return self.towers.stored_class_features(labels, prompt_set.hash)
 
     def preprocess(self, image: Image.Image) -> np.ndarray:
         return self._transform(image)
@@ -187,7 +214,8 @@ class OnnxRuntime:
         return features
 
     def encode_texts(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
-        return np.concatenate([self.towers.encode_text(self._tokenizer(list(texts[s:s + batch_size])))
+        tokenizer = self._exported.tokenizer
+        return np.concatenate([self.towers.encode_text(tokenizer(list(texts[s:s + batch_size])))
                                for s in range(0, len(texts), batch_size)])
 
     def probs(self, features: np.ndarray, text: np.ndarray) -> np.ndarray:

@@ -58,6 +58,10 @@ class TorchRuntime:
     def learned_prompts(self) -> Optional[LearnedPrompts]:
         return LearnedPrompts.from_model(self.model)
 
+    @staticmethod
+    def stored_class_features(labels: Sequence[str], prompt_set) -> None:
+        return None  # a model folder stores no class features: computed from its prompts
+
     def learned_text_features(self, learned: LearnedPrompts, labels: Sequence[str]) -> torch.Tensor:
         return learned.text_features(self.model.clip, self.model.tokenizer, labels)
 

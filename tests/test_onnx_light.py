@@ -173,6 +173,26 @@ def test_label_pairs_numpy_equal_torch():
         assert b[1] == a[1] > 0 and b[0] == a[0]
 
 
+def test_stored_class_features_serve_the_models_own_labels(default_onnx, tmp_path):
+    """The export stores its own labels' class features, as the runtime computes them: scoring those labels opens
+    no text session and loads no tokenizer; other labels or prompts go through the text tower."""
+    clf = ZeroShotClassifier.from_pretrained(str(default_onnx), runtime="onnx")
+    stored = clf.class_text_features()
+    assert "text" not in clf.onnx_towers._sessions and "tokenizer" not in clf.model.__dict__
+    live = ZeroShotClassifier.from_pretrained(str(default_onnx), runtime="onnx", prompts=clf.prompt_set.to_dict())
+    assert live.prompt_set.hash == clf.prompt_set.hash  # same prompts: served from the store too
+    other = ZeroShotClassifier.from_pretrained(str(default_onnx), labels=list(reversed(clf.labels)), runtime="onnx")
+    assert np.abs(other.class_text_features()[::-1] - stored).max() < 1e-6  # computed live, same numbers
+    assert "text" in other.onnx_towers._sessions
+    import shutil
+
+    changed = tmp_path / "changed-onnx"
+    shutil.copytree(default_onnx, changed)
+    (changed / "class_features.json").write_text('{"features": [[0.0]]}')
+    with pytest.raises(OnnxExportError, match="class_features.json: missing, or its sha256 differs"):
+        ZeroShotClassifier.from_pretrained(str(changed), runtime="onnx").class_text_features()
+
+
 def test_old_export_without_tokenizer_is_refused(default_onnx, tmp_path):
     import shutil
 
