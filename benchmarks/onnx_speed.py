@@ -68,7 +68,7 @@ def quantize_image_tower(onnx_dir: Path, out: Path, ferplus: str) -> dict:
     clf = ZeroShotClassifier.from_pretrained(str(onnx_dir), runtime="onnx")
     split = FerPlusSplit(ferplus, "valid")
     try:
-        calib = np.stack([clf.prepare_image(image_from_bytes(lambda r=r: split.image_bytes(r), r.name)).numpy()
+        calib = np.stack([np.asarray(clf.prepare_image(image_from_bytes(lambda r=r: split.image_bytes(r), r.name)))
                           for r in split.records[:256]])
     finally:
         split.close()

@@ -13,7 +13,15 @@ the caller's image (its upright, full-size frame, even when a very large file wa
 
 Labels are any words or phrases (validated by :func:`emocap.taxonomy.clean_labels`). When two labels get class text
 features at or above :data:`INDISTINGUISHABLE_COSINE` apart, the model cannot tell them apart and an
-:class:`~emocap.taxonomy.IndistinguishableLabelsWarning` names them (once per label set, with the cached features).
+:class:`~emocap.taxonomy.IndistinguishableLabelsWarning` names them (once per label set, with the cached features;
+:mod:`emocap.label_pairs`).
+
+This module does not import torch: the tensor work runs in a runtime object, :class:`emocap.torch_runtime.TorchRuntime`
+(the default; torch tensors on a torch device) or :class:`emocap.onnx_runtime.OnnxRuntime` (``runtime="onnx"``: numpy
+and ONNX Runtime, so a process that classifies through an ONNX export never loads torch, torchvision or open_clip).
+On the ONNX runtime the methods that return features (:meth:`ZeroShotClassifier.class_text_features`,
+:meth:`~ZeroShotClassifier.encode_texts`, :meth:`~ZeroShotClassifier.prepare_image`,
+:meth:`~ZeroShotClassifier.encode_prepared`) return numpy arrays where the torch runtime returns tensors.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
 from PIL import Image
 
 from . import taxonomy
@@ -32,13 +39,14 @@ from .class_weights import class_text_weights
 from .images import (MIN_FACE_SIDE, ImageInput, ImageLoadError, SmallImageWarning, load_image, load_image_with_size,
                      too_small_for_a_face)
 from .face_predictions import CropPolicy, NoFaceFoundError, predict_faces
-from .inference import optimize_for_inference
-from .learned_prompts import LearnedPrompts
-from .models import EmocapModel, encode_text_trimmed, load_model
+from .label_pairs import MAX_PAIRS_KEPT, LabelPair, close_label_pairs, indistinguishable_message  # noqa: F401
 from .prompts import PromptSet, load_prompt_set
 from .taxonomy import IndistinguishableLabelsWarning
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from .models import EmocapModel
     from .onnx_runtime import OnnxTowers
 
 __all__ = ["ZeroShotClassifier", "analyze", "NoFaceFoundError", "IndistinguishableLabelsWarning", "INDISTINGUISHABLE_COSINE",
@@ -49,29 +57,6 @@ __all__ = ["ZeroShotClassifier", "analyze", "NoFaceFoundError", "Indistinguishab
 # calm / astonishment at most 0.977 (joy vs rage is still right 92% of the time on FER+ test faces, thanks to
 # the class descriptions), while words it never learned (pain, boredom, confusion) sit at 0.992-0.997.
 INDISTINGUISHABLE_COSINE = 0.98
-_MAX_PAIRS_SHOWN = 10
-MAX_PAIRS_KEPT = 1000  # closest pairs kept per label set (all are counted)
-
-LabelPair = Tuple[str, str, float]
-
-
-def _pick_device(device) -> torch.device:
-    """``device`` as a torch device (default: cuda when available, else cpu); ValueError in one line when it is not
-    a device name or names a GPU this machine does not have."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        picked = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device {device!r} is not a device name (cpu, cuda, cuda:1, mps): {e}") from None
-    if picked.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: CUDA is not available on this machine; use cpu")
-        if picked.index is not None and picked.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    if picked.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {device!r}: MPS is not available on this machine; use cpu")
-    return picked
 
 
 class ZeroShotClassifier:
@@ -86,7 +71,7 @@ class ZeroShotClassifier:
 
     def __init__(
         self,
-        model: EmocapModel,
+        model: "EmocapModel",
         labels: Optional[Sequence[str]] = None,
         prompts: Union[str, PromptSet, dict, Sequence[str], None] = None,
         device=None,
@@ -102,13 +87,15 @@ class ZeroShotClassifier:
         self.model = model
         self.onnx_towers = onnx_towers
         if onnx_towers is not None:
-            self.device = torch.device("cpu")
-            self.folded_batchnorms, self.channels_last = 0, False
+            from .onnx_runtime import OnnxRuntime
+
+            self.runtime = OnnxRuntime(model, onnx_towers)
         else:
-            self.device = _pick_device(device)
-            self.clip.to(self.device).eval()
-            self.folded_batchnorms, self.channels_last = (
-                optimize_for_inference(self.clip, self.device) if optimize else (0, False))
+            from .torch_runtime import TorchRuntime
+
+            self.runtime = TorchRuntime(model, device, optimize)
+        self.device = self.runtime.device
+        self.folded_batchnorms, self.channels_last = self.runtime.folded_batchnorms, self.runtime.channels_last
         meta = model.meta
         self.labels: List[str] = taxonomy.label_set(labels if labels is not None else meta.get("labels", "basic8"))
         if prompts is None and meta.get("prompts"):
@@ -117,11 +104,11 @@ class ZeroShotClassifier:
             self.prompt_set = load_prompt_set(prompts)
         # soft prompts learned in training (MPA-FER) replace the hand prompts when the model has them, the
         # caller kept the model's own prompts and the prompts cover the labels asked for
-        self.learned_prompts = LearnedPrompts.from_model(model) if (use_learned_prompts and prompts is None) else None
+        self.learned_prompts = self.runtime.learned_prompts() if (use_learned_prompts and prompts is None) else None
         if not self._uses_learned_prompts(self.labels, self.prompt_set):
             for label in self.labels:  # a prompt set without templates must describe every label: say so now
                 self.prompt_set.texts_for(label)
-        self._text_cache: Dict[tuple, torch.Tensor] = {}
+        self._text_cache: Dict[tuple, object] = {}  # torch tensors or numpy arrays, as the runtime gives them
         self._close_pairs: Dict[tuple, List[LabelPair]] = {}  # same keys as _text_cache, computed with it
         self.indistinguishable_cosine = INDISTINGUISHABLE_COSINE
         self.decode_workers = min(4, os.cpu_count() or 1)
@@ -148,6 +135,8 @@ class ZeroShotClassifier:
         """
         if runtime != "torch":
             return cls._from_onnx(model_id, runtime, labels, prompts, device, pretrained)
+        from .models import load_model
+
         return cls(load_model(model_id, pretrained=pretrained), labels=labels, prompts=prompts, device=device,
                    optimize=True)
 
@@ -157,25 +146,25 @@ class ZeroShotClassifier:
 
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
-        if folder is None or pretrained or (device is not None and torch.device(device).type != "cpu"):
+        if folder is None or pretrained or (device is not None and str(device).split(":")[0] != "cpu"):
             raise ValueError(f"runtime {runtime!r} runs an ONNX export folder on the CPU: give its folder as the "
                              "model (emocap export onnx MODEL --out DIR), no pretrained tag, no GPU device")
         towers = OnnxTowers.load(folder)
-        return cls(towers.model_without_weights(str(folder)), labels=labels, prompts=prompts, onnx_towers=towers)
+        return cls(towers.exported_model(str(folder)), labels=labels, prompts=prompts, onnx_towers=towers)
 
     @property
     def model_id(self) -> str:
         return self.model.model_id
 
     @property
-    def clip(self) -> torch.nn.Module:
+    def clip(self) -> "torch.nn.Module":
         """The open_clip module that encodes images and texts (``self.model`` is the loaded EmocapModel)."""
         return self.model.clip
 
     # ------------------------------------------------------------------ text side
-    @torch.inference_mode()
-    def class_text_features(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None) -> torch.Tensor:
-        """[C, D] L2-normalised class embeddings (mean of the normalised prompt embeddings), cached.
+    def class_text_features(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None):
+        """[C, D] L2-normalised class embeddings (mean of the normalised prompt embeddings), cached: a torch tensor
+        on the model's device, or a numpy array on the ONNX runtime.
 
         ``labels`` other than the classifier's own are checked like them (:func:`emocap.taxonomy.clean_labels`).
         Computing the features of a label set also finds the label pairs the model cannot tell apart and warns
@@ -186,16 +175,19 @@ class ZeroShotClassifier:
         key = (tuple(labels), prompt_set.hash)
         if key in self._text_cache:
             return self._text_cache[key]
-        if self._uses_learned_prompts(labels, prompt_set):
-            feats = self.learned_prompts.text_features(self.clip, self.model.tokenizer, labels)
-        else:
-            feats = class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
-        self._text_cache[key] = feats
-        pairs, total = close_label_pairs(feats, labels, self.indistinguishable_cosine)
+        with self.runtime.inference():
+            if self._uses_learned_prompts(labels, prompt_set):
+                feats = self.runtime.learned_text_features(self.learned_prompts, labels)
+            elif (stored := self.runtime.stored_class_features(labels, prompt_set)) is not None:
+                feats = stored  # an ONNX export's own labels and prompts, computed at export by this runtime
+            else:
+                feats = class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
+            self._text_cache[key] = feats
+            pairs, total = close_label_pairs(feats, labels, self.indistinguishable_cosine)
         self._close_pairs[key] = pairs
         if pairs:
             message = indistinguishable_message(pairs, self.indistinguishable_cosine, total)
-            warnings.warn(IndistinguishableLabelsWarning(message), stacklevel=3)  # the caller, past inference_mode
+            warnings.warn(IndistinguishableLabelsWarning(message), stacklevel=2)  # the caller
         return feats
 
     def indistinguishable_pairs(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None,
@@ -210,52 +202,38 @@ class ZeroShotClassifier:
             return list(self._close_pairs[key])
         return close_label_pairs(feats, labels, self.indistinguishable_cosine if threshold is None else threshold)[0]
 
-    @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        """[N, D] L2-normalised text features, in batches, on padding-trimmed tokens."""
-        feats = []
-        for s in range(0, len(texts), batch_size):
-            tokens = self.model.tokenizer(list(texts[s:s + batch_size])).to(self.device)
-            if self.onnx_towers is not None:
-                feats.append(torch.from_numpy(self.onnx_towers.encode_text(tokens.numpy())))
-                continue
-            feats.append(encode_text_trimmed(self.clip, tokens).float())
-        return torch.cat(feats)
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256):
+        """[N, D] L2-normalised text features, in batches (torch: on padding-trimmed tokens; ONNX: full rows)."""
+        return self.runtime.encode_texts(texts, batch_size)
 
     def _uses_learned_prompts(self, labels: Sequence[str], prompt_set: PromptSet) -> bool:
         lp = self.learned_prompts
         return lp is not None and prompt_set is self.prompt_set and lp.covers(labels)
 
     @property
-    def text_features(self) -> torch.Tensor:
+    def text_features(self):
         return self.class_text_features()
 
     # ------------------------------------------------------------------ image side
-    def _prepare(self, image: Image.Image) -> torch.Tensor:
+    def _prepare(self, image: Image.Image):
         if self.model.grayscale:
             # an unfolded gray model: resize the one-channel image; the transform's mode conversion makes it RGB
             # afterwards (same values). A folded one (gray_folded) takes RGB and converts in its first layer.
             image = image.convert("L")
-        return self.model.preprocess(image)
+        return self.runtime.preprocess(image)
 
-    def prepare_image(self, image: ImageInput) -> torch.Tensor:
+    def prepare_image(self, image: ImageInput):
         """One input loaded (decoded only if it is not already an image) and preprocessed for the image tower, as
         :meth:`encode_images` does for each image; callers that decode in their own threads (eval) use this with
         :meth:`encode_prepared`."""
         return self._prepare(load_image(image))
 
-    def encode_prepared(self, batch: List[torch.Tensor]) -> torch.Tensor:
-        """[n, D] normalised features of tensors from :meth:`prepare_image`."""
+    def encode_prepared(self, batch: list):
+        """[n, D] normalised features of inputs from :meth:`prepare_image` (a tensor, or an array on ONNX)."""
         return self._encode_tensors(batch)
 
-    @torch.inference_mode()
-    def _encode_tensors(self, batch: List[torch.Tensor]) -> torch.Tensor:
-        x = torch.stack(batch).to(self.device)
-        if self.onnx_towers is not None:
-            return torch.from_numpy(self.onnx_towers.encode_image(x.numpy()))
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.clip.encode_image(x, normalize=True).float()
+    def _encode_tensors(self, batch: list):
+        return self.runtime.encode_prepared(batch)
 
     def encode_images(self, images: Sequence[ImageInput], batch_size: int = 64) -> np.ndarray:
         """[N, D] L2-normalised image features. Raises ImageLoadError naming the first bad input.
@@ -288,10 +266,10 @@ class ZeroShotClassifier:
                         _warn_small(_input_name(item, i), original)
                     batch.append(tensor)
                 if batch:
-                    out.append(self._encode_tensors(batch).cpu())
+                    out.append(self.runtime.to_numpy(self._encode_tensors(batch)))
         if not out:
             return np.zeros((0, self.text_features.shape[1]), dtype=np.float32), errors
-        return torch.cat(out).numpy(), errors
+        return np.concatenate(out), errors
 
     def _decode_and_prepare(self, job: Tuple[int, ImageInput]):
         """(preprocessed tensor, original size) of one input, or its ImageLoadError (worker threads call this)."""
@@ -302,14 +280,9 @@ class ZeroShotClassifier:
             return e
         return self._prepare(image), original
 
-    @torch.inference_mode()
     def probs_from_features(self, features: np.ndarray, labels=None, prompt_set=None) -> np.ndarray:
         """Softmax over scaled cosine similarities for precomputed image features."""
-        text = self.class_text_features(labels, prompt_set)
-        feats = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.device)
-        scale = (torch.tensor(self.onnx_towers.logit_scale) if self.onnx_towers is not None
-                 else self.clip.logit_scale.exp().float())
-        return (scale * feats @ text.T).softmax(dim=-1).cpu().numpy()
+        return self.runtime.probs(features, self.class_text_features(labels, prompt_set))
 
     def predict_proba(self, images: Union[ImageInput, Sequence[ImageInput]], batch_size: int = 64) -> np.ndarray:
         """[N, C] class probabilities in the order of :attr:`labels`."""
@@ -453,54 +426,6 @@ class _Mapper:
     def __exit__(self, exc_type, *exc) -> None:
         if self._pool is not None:  # on an error or Ctrl-C, queued items are dropped instead of run
             self._pool.shutdown(cancel_futures=exc_type is not None)
-
-
-def close_label_pairs(features: torch.Tensor, labels: Sequence[str], threshold: float, block: Optional[int] = None,
-                      keep: int = MAX_PAIRS_KEPT) -> Tuple[List[LabelPair], int]:
-    """Pairs of ``labels`` whose L2-normalised ``features`` have cosine >= ``threshold``: ``(the closest pairs, at
-    most keep of them, most similar first; how many pairs there are in all)``.
-
-    Computed in blocks of rows (about four million similarities each unless ``block`` rows are given) and trimmed
-    to ``keep`` as it goes, so time and memory stay small for any number of labels, even when most pairs are
-    close (thousands of words a model does not know)."""
-    feats = features.float()
-    n = feats.shape[0]
-    block = block or max(1, min(n, (1 << 22) // max(n, 1)))
-    total = 0
-    vals = torch.zeros(0, device=feats.device)
-    rows = cols = torch.zeros(0, dtype=torch.long, device=feats.device)
-    for s in range(0, n, block):
-        sims = feats[s:s + block] @ feats.T
-        upper = torch.ones_like(sims, dtype=torch.bool).triu_(s + 1)  # each pair once, never a label with itself
-        sims.masked_fill_(~upper, float("-inf"))
-        hits = int((sims >= threshold).sum())
-        if not hits:
-            continue
-        total += hits
-        top_vals, flat = sims.flatten().topk(min(keep, hits))
-        vals = torch.cat([vals, top_vals])
-        rows = torch.cat([rows, flat // n + s])
-        cols = torch.cat([cols, flat % n])
-        if vals.numel() > keep:
-            top = torch.topk(vals, keep).indices
-            vals, rows, cols = vals[top], rows[top], cols[top]
-    order = torch.argsort(rows * n + cols)  # ties in (row, col) order, then most similar first
-    vals, rows, cols = vals[order], rows[order], cols[order]
-    order = torch.argsort(vals, descending=True, stable=True)
-    pairs = [(labels[a], labels[b], round(x, 4))
-             for a, b, x in zip(rows[order].tolist(), cols[order].tolist(), vals[order].tolist())]
-    return pairs, total
-
-
-def indistinguishable_message(pairs: Sequence[LabelPair], threshold: float, total: Optional[int] = None) -> str:
-    """One line naming the closest label pairs (at most ten, then a count) and their cosine similarity."""
-    total = len(pairs) if total is None else total
-    named = pairs[:_MAX_PAIRS_SHOWN]
-    shown = ", ".join(f"{a!r} ~ {b!r} ({c:.3f})" for a, b, c in named)
-    more = f" and {total - len(named)} more pairs" if total > len(named) else ""
-    return (f"the model can hardly tell these labels apart (text feature cosine >= {threshold:g}): {shown}{more}; "
-            "their scores will be nearly equal on any image. Use words the model knows or give class descriptions "
-            "(prompts; see docs/labels.md)")
 
 
 def analyze(inputs, labels: Optional[Sequence[str]] = None, model: Optional[str] = None, prompts=None, device=None,

@@ -181,8 +181,12 @@ def _error(args, message: str) -> int:
 def _load_classifier(args):
     """The classifier for the command line, or an exit code after printing the error."""
     from .classifier import ZeroShotClassifier
-    from .models import ModelLoadError
     from .taxonomy import IndistinguishableLabelsWarning
+
+    if args.runtime == "torch":  # the ONNX runtime never imports torch (emocap.models does)
+        from .models import ModelLoadError
+    else:
+        from .onnx_files import OnnxExportError as ModelLoadError
 
     if args.runtime != "torch" and args.model is None:
         return _error(args, f"--runtime {args.runtime} needs --model ONNX_DIR, a folder written by "

@@ -1,9 +1,11 @@
 """``emocap export onnx``: a model's image and text towers as ONNX graphs, for the ONNX Runtime CPU path.
 
 Where it sits: model id -> :func:`emocap.models.load_model` (torch, fp32) -> ``torch.onnx.export`` of each tower
-(dynamic batch axis; the text tower takes the full context length) -> an export folder whose layout and manifest
-:mod:`emocap.onnx_files` defines -> read back by :mod:`emocap.onnx_runtime`. Preprocessing, prompts and class
-weights stay in the classifier (the copied model config carries them), so both runtimes share them.
+(dynamic batch axis; the text tower takes the full context length), plus the tokenizer's vocabulary and merges as
+``tokenizer.json`` (:func:`emocap.onnx_tokenizer.write_tokenizer`) and the class features of the model's own labels
+and prompts, computed by the finished export (``class_features.json``) -> an export folder whose layout and manifest
+:mod:`emocap.onnx_files` defines -> read back by :mod:`emocap.onnx_runtime` without torch. Preprocessing, prompts
+and class weights are the classifier's (the copied model config carries them), so both runtimes share them.
 
 The folder is written atomically: into a temporary sibling, manifest last, then renamed into place. An existing
 ``--out`` is replaced only when it is itself an emocap ONNX export; the installed package is never written to.
@@ -26,7 +28,8 @@ from .model_files import CONFIG_NAME, DEFAULT_MODEL_ID
 from .model_ids import parse_model_id
 from .models import EmocapModel, load_model
 from .file_hashes import file_sha256
-from .onnx_files import FORMAT, IMAGE_FILE, MANIFEST_NAME, TEXT_FILE, OnnxExportError
+from .onnx_files import CLASS_FEATURES_FILE, FORMAT, IMAGE_FILE, MANIFEST_NAME, TEXT_FILE, OnnxExportError
+from .onnx_tokenizer import write_tokenizer
 
 __all__ = ["export_onnx", "default_out_dir", "OPSET"]
 
@@ -129,19 +132,39 @@ def export_onnx(model_id: Optional[str] = None, out: Union[str, os.PathLike, Non
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
     try:
         towers = _export_towers(em, staging)
+        tokenizer = write_tokenizer(em.tokenizer, staging)
         shutil.copyfile(Path(em.path) / CONFIG_NAME, staging / CONFIG_NAME)
         manifest = {
             "format": FORMAT, "source": _source_record(em, model_id),
             "logit_scale": float(em.clip.logit_scale.detach().exp().float()),
-            "towers": towers,
+            "towers": towers, "tokenizer": tokenizer,
             "opset": OPSET, "versions": {"emocap": __version__, "torch": torch.__version__},
         }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        manifest["class_features"] = _store_class_features(staging)
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         _replace_folder(staging, out)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _store_class_features(folder: Path) -> dict:
+    """Class features of the model's own labels and prompts, computed by the finished export itself (the ONNX
+    runtime, as ``classify --runtime onnx`` would) and stored as ``class_features.json``: a run with those labels
+    then skips the text tower, and its session is never opened. Its manifest entry (labels, prompt hash, sha256)."""
+    from .classifier import ZeroShotClassifier
+
+    clf = ZeroShotClassifier.from_pretrained(str(folder), runtime="onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # labels it cannot tell apart are reported when a classifier uses them
+        feats = clf.class_text_features()
+    path = folder / CLASS_FEATURES_FILE
+    path.write_text(json.dumps({"labels": clf.labels, "prompt_hash": clf.prompt_set.hash,
+                                "features": feats.tolist()}), encoding="utf-8")
+    return {"file": CLASS_FEATURES_FILE, "sha256": file_sha256(path), "labels": clf.labels,
+            "prompt_hash": clf.prompt_set.hash}
 
 
 def _replace_folder(staging: Path, out: Path) -> None:

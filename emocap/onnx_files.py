@@ -6,8 +6,11 @@ for what the folder holds::
 
     image.onnx            image tower: pixels [N, 3, H, W] float32 (the model's transform) -> features [N, D]
     text.onnx             text tower: tokens [N, context] int64 -> features [N, D] (both L2-normalised)
+    tokenizer.json        the text tokenizer's vocabulary and merges (tokenizers format; :mod:`emocap.onnx_tokenizer`)
+    class_features.json   the model's own labels' class features (its prompts), as the ONNX runtime computes them
     open_clip_config.json the source model's config (preprocessing, labels, prompts, gray input)
-    onnx_manifest.json    written last: the logit scale, each file's sha256, and the source model's files and hashes
+    onnx_manifest.json    written last: the logit scale, each file's sha256 (towers, tokenizer with its word pattern,
+                          special ids and context length), and the source model's files and hashes
 
 An export is **stale** when the model folder it came from still exists and one of its files no longer has the
 recorded hash (the model was retrained or replaced): :func:`check_manifest` refuses it, naming the file.
@@ -21,13 +24,14 @@ from typing import Dict, Optional
 
 from .file_hashes import file_sha256
 
-__all__ = ["MANIFEST_NAME", "FORMAT", "IMAGE_FILE", "TEXT_FILE", "read_manifest",
+__all__ = ["MANIFEST_NAME", "FORMAT", "IMAGE_FILE", "TEXT_FILE", "CLASS_FEATURES_FILE", "read_manifest",
            "check_manifest", "source_folder", "StaleExportError", "OnnxExportError"]
 
 MANIFEST_NAME = "onnx_manifest.json"
 FORMAT = "emocap-onnx/1"
 IMAGE_FILE = "image.onnx"
 TEXT_FILE = "text.onnx"
+CLASS_FEATURES_FILE = "class_features.json"
 
 
 class OnnxExportError(ValueError):
