@@ -176,7 +176,8 @@ def test_very_large_image_is_downscaled_not_refused(clf, tmp_path):
     Image.new("L", (12000, 9000), 100).save(path)
     assert load_image(path).size == (images.MAX_SIDE, 3072)  # 108 MP: over PIL's warning level, under the limit
     assert images.load_image_with_size(path)[1] == (12000, 9000)  # the original size, for coordinates
-    assert len(clf.predict([path])[0]) == len(clf.labels)
+    assert len(clf.predict([path], detect_faces=False)[0]) == len(clf.labels)  # scored whole
+    assert clf.predict_faces([path]) == [[]]  # no flag: a photo this large is searched, and holds no face
 
 
 def test_image_over_the_pixel_limit_is_refused_naming_file_and_limit(tmp_path, monkeypatch):
