@@ -224,9 +224,9 @@ def _check_outputs(args) -> Optional[str]:
     return None
 
 
-def run_classify(args) -> int:
+def _start(args):
+    """``(classifier, inputs, problems)`` for a classify/analyze command line, or the exit code of its error."""
     from .analysis import expand_media
-    from .readers.frames import is_video
 
     inputs, args.labels = split_inputs_from_labels(args.inputs, args.labels)
     if not inputs:
@@ -236,26 +236,26 @@ def run_classify(args) -> int:
         return _error(args, problem)
     items, problems = expand_media(inputs)
     clf = _load_classifier(args)
-    if isinstance(clf, int):
-        return clf
+    return clf if isinstance(clf, int) else (clf, items, problems)
+
+
+def run_classify(args) -> int:
+    from .readers.frames import is_video
+
+    started = _start(args)
+    if isinstance(started, int):
+        return started
+    clf, items, problems = started
     if args.out or args.summary or args.timeline or args.draw or any(is_video(i) for i in items):
         return TableRun(args, clf, problems).run(items)
     return _classify_images(args, clf, [str(i) for i in items], problems)
 
 
 def run_analyze(args) -> int:
-    from .analysis import expand_media
-
-    inputs, args.labels = split_inputs_from_labels(args.inputs, args.labels)
-    if not inputs:
-        return _error(args, "no inputs: give image files, video files or folders")
-    problem = _check_outputs(args)
-    if problem:
-        return _error(args, problem)
-    items, problems = expand_media(inputs)
-    clf = _load_classifier(args)
-    if isinstance(clf, int):
-        return clf
+    started = _start(args)
+    if isinstance(started, int):
+        return started
+    clf, items, problems = started
     return TableRun(args, clf, problems).run(items)
 
 

@@ -187,6 +187,17 @@ def write_random_face_folder(root: Path, seed: int, classes=("happy", "sad", "an
     return root
 
 
+MEDIA = REPO_ROOT.parent / "shared" / "data" / "media"
+
+
+def media_file(name: str) -> Path:
+    """A file of the shared real-media folder (photos and videos); skips naming the expected path when absent."""
+    path = MEDIA / name
+    if not path.is_file():
+        pytest.skip(f"shared media not found: expected {path} (see ../shared/data/media/README.md)")
+    return path
+
+
 def default_sigint() -> None:
     """``preexec_fn`` for child processes that a test interrupts with SIGINT: a test run started in the background
     (``nohup``, ``cmd &`` in a script, some CI runners) inherits SIGINT ignored, and Python then never raises

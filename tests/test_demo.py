@@ -13,20 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import media_file
 from emocap import taxonomy
 from emocap.demo import photo_outputs, video_outputs
 from emocap.demo_analysis import DEFAULT_LABELS, DemoInputError, DemoModel, analyze_photo, analyze_video, parse_labels
-
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
-
-
-def media_file(name: str) -> Path:
-    """A file of the shared media folder; skips with the expected path when the data is not there."""
-    path = MEDIA / name
-    if not path.is_file():
-        pytest.skip(f"shared media not found: expected {path} (see ../shared/data/media/README.md)")
-    return path
-
 
 @pytest.fixture(scope="module")
 def demo_model() -> DemoModel:

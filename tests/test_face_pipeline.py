@@ -10,22 +10,14 @@ import tracemalloc
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from conftest import media_file as media
 from emocap import faces
 from emocap.classifier import ZeroShotClassifier
 from emocap.face_predictions import CropPolicy, NoFaceFoundWarning, main_face
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
-
-
-def media(name: str) -> Path:
-    path = MEDIA / name
-    if not path.is_file():
-        pytest.skip(f"real media {path} not present (the shared data folder next to the repository)")
-    return path
 
 
 @pytest.fixture(scope="module")

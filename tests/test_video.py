@@ -13,18 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import media_file as media
 from emocap.cli import main
 from emocap.face_tracking import FaceTracker, ScoreSmoother, box_iou
 from emocap.readers.frames import FrameSampler, VideoReadError, VideoStream, decode_video, iter_frames
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
-
-
-def media(name: str) -> Path:
-    path = MEDIA / name
-    if not path.is_file():
-        pytest.skip(f"real media {path} not present (the shared data folder next to the repository)")
-    return path
 
 
 def write_avi(path: Path, n: int, fps: float = 10.0, size=(64, 48)) -> Path:
