@@ -86,7 +86,7 @@ SUPPORTED_SUMMARIES = (
 )
 # Measured AUs, none of them in the label's prototype: the label and what is seen, side by side, no causal link.
 UNSUPPORTED_SUMMARIES = (
-    "The label is {noun}; the face shows {evidence}.",
+    "The label is {label}; the face shows {evidence}.",
     "A face labelled {adj}, with {evidence}.",
     "Labelled {adj}; what the face shows is {evidence}.",
 )
@@ -97,10 +97,10 @@ UNSEEN_SENTENCES = (
 # No measurement at all (``--face-analysis none``): the AUs come from the label's prototype, said as such.
 PRIOR_SUMMARIES = (
     "Labelled {adj}; {evidence} {is} typical of {noun}, not measured on this face.",
-    "The label is {noun}, which usually shows as {evidence}.",
+    "The label is {label}, which usually shows as {evidence}.",
 )
 QUIET_SUMMARIES = (  # a non-neutral label on a face with no active AU
-    "The label is {noun}, though no region departs clearly from rest.",
+    "The label is {label}, though no region departs clearly from rest.",
     "A face labelled {adj}, with the features near rest.",
 )
 NEUTRAL_SUMMARIES = (
@@ -212,12 +212,14 @@ class TemplateWriter:
     def summary(self, facts: Facts, rng: random.Random) -> str:
         """The label and the evidence: support only from measured prototype AUs (``facts.prototype_seen``)."""
         noun, adj = self._emotion_words(rng, facts.dominant, facts)
+        label = facts.dominant  # "The label is ..." names the label itself, never a synonym of it
         measured = {au: f for au, f in facts.aus.items() if f.source != "prior"}
         if not facts.aus:
             shapes = NEUTRAL_SUMMARIES if facts.dominant == "neutral" else QUIET_SUMMARIES
-            return rng.choice(shapes).format(noun=noun, adj=adj)
+            return rng.choice(shapes).format(noun=noun, adj=adj, label=label)
         if not measured:
-            text = rng.choice(PRIOR_SUMMARIES).format(**_evidence_slots(facts.aus, list(facts.aus)), noun=noun, adj=adj)
+            text = rng.choice(PRIOR_SUMMARIES).format(**_evidence_slots(facts.aus, list(facts.aus)), noun=noun, adj=adj,
+                                                      label=label)
         elif facts.prototype_seen:
             text = rng.choice(SUPPORTED_SUMMARIES).format(
                 **_evidence_slots(facts.aus, facts.prototype_seen), noun=noun, adj=adj)
@@ -227,7 +229,7 @@ class TemplateWriter:
                 text += f" {slots['evidence_cap']} {slots['is']} also seen."
         else:
             text = rng.choice(UNSUPPORTED_SUMMARIES).format(**_evidence_slots(facts.aus, list(measured)), noun=noun,
-                                                            adj=adj)
+                                                            adj=adj, label=label)
             if facts.prototype_unseen:
                 slots = _evidence_slots({au: None for au in facts.prototype_unseen}, facts.prototype_unseen)
                 text += rng.choice(UNSEEN_SENTENCES).format(

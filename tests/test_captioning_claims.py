@@ -67,6 +67,16 @@ def test_summary_without_prototype_evidence_makes_no_claim():
     assert all(not CAUSAL.search(c["summary"]) for c in _texts(quiet))
 
 
+def test_the_label_is_named_by_its_own_name():
+    """Synonyms vary the wording ("an irritated face"), but "The label is ..." states the label itself."""
+    for emotion, estimates in (("anger", {26: 0.6, 25: 0.5}), ("sadness", {1: 0.0, 4: 0.0, 15: 0.0}),
+                               ("fear", {})):
+        facts = facts_from_distribution({emotion: 1.0}, estimates=estimates or None)
+        stated = [re.match(r"The label is (\w+)", c["summary"]) for c in _texts(facts)]
+        assert any(stated), emotion
+        assert all(m.group(1) == emotion for m in stated if m), [m.group(0) for m in stated if m]
+
+
 def test_summary_with_prototype_evidence_says_so():
     facts = facts_from_distribution({"happiness": 1.0}, estimates={12: 0.7, 6: 0.4, 26: 0.5})
     assert facts.prototype_seen == [6, 12]
