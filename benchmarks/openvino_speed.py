@@ -10,11 +10,12 @@ builds one classifier per runtime, all on the same export and with the same numb
 follows ``OMP_NUM_THREADS``):
 
 * **torch**: ``from_pretrained(device="cpu")``; **onnx**: ``from_pretrained(DIR, runtime="onnx")`` (ONNX Runtime);
-* **openvino**: ``from_pretrained(DIR, runtime="openvino")`` (:mod:`emocap.openvino_runtime`): the same
-  ``image.onnx`` / ``text.onnx`` compiled for OpenVINO's ``CPU`` plugin (read directly, no conversion step), fp32
-  inference precision, the ``LATENCY`` hint (one stream over every thread);
-* **openvino-throughput**: the ONNX classifier with both tower sessions replaced by OpenVINO models compiled with
-  the ``THROUGHPUT`` hint (one stream per thread; a batch is split across that many asynchronous requests).
+* **openvino-latency** / **openvino-throughput**: the ONNX classifier with both tower sessions replaced by OpenVINO
+  models compiled from the same ``image.onnx`` / ``text.onnx`` for the ``CPU`` plugin (read directly, no
+  conversion step), fp32 inference precision, with the ``LATENCY`` hint (one stream over every thread) or the
+  ``THROUGHPUT`` hint (one stream per thread; a batch is split across that many asynchronous requests);
+* **onnx-nospin** (``--onnx-nospin``): ONNX Runtime with ``session.intra_op.allow_spinning=0``, its pool threads
+  sleeping between calls instead of spinning (what matters when the CPU is shared with other jobs).
 
 Each runtime runs in its own spawned worker process, so no runtime's thread pool (torch's OpenMP, ONNX Runtime's,
 OpenVINO's TBB) spins or pins threads beside another's. As in ``benchmarks/onnx_speed.py`` (whose helpers it
@@ -48,7 +49,7 @@ from emocap.onnx_export import export_onnx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from onnx_speed import ferplus_test, rate  # noqa: E402  (the sibling benchmark's helpers)
 
-OPENVINO_HINTS = {"openvino-throughput": "THROUGHPUT"}  # besides "openvino": the shipped runtime, LATENCY hint
+OPENVINO_HINTS = {"openvino-latency": "LATENCY", "openvino-throughput": "THROUGHPUT"}
 
 
 class OpenVinoSession:
@@ -89,10 +90,10 @@ def build_classifier(runtime: str, onnx_dir: Path, threads: int):
     """``(classifier, setup facts)`` for one runtime; OpenVINO ones need openvino (ImportError otherwise)."""
     if runtime == "torch":
         return ZeroShotClassifier.from_pretrained(device="cpu"), {}
-    if runtime == "openvino":  # what emocap ships: emocap/openvino_runtime.py
-        clf = ZeroShotClassifier.from_pretrained(str(onnx_dir), runtime="openvino")
-        return clf, {"openvino": __import__("openvino").__version__, "options": clf.onnx_towers._options}
     clf = ZeroShotClassifier.from_pretrained(str(onnx_dir), runtime="onnx")
+    if runtime == "onnx-nospin":  # ONNX Runtime's pool threads sleep instead of spinning between calls
+        clf.onnx_towers._options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return clf, {"session.intra_op.allow_spinning": "0"}
     if runtime not in OPENVINO_HINTS:
         return clf, {}
     import openvino as ov
@@ -166,13 +167,16 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--min-seconds", type=float, default=1.5, help="time per measurement")
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--onnx-nospin", action="store_true",
+                    help="add ONNX Runtime with session.intra_op.allow_spinning=0 (for a CPU shared with other jobs)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args()
-    runtimes = ["torch", "onnx"]
+    runtimes = ["torch", "onnx"] + (["onnx-nospin"] if args.onnx_nospin else [])
     if importlib.util.find_spec("openvino") is None:
-        print("openvino is not installed: skipping the OpenVINO rows (pip install openvino to add them)", file=sys.stderr)
+        print("openvino is not installed: skipping the OpenVINO rows (pip install openvino to add them)",
+              file=sys.stderr)
     else:
-        runtimes += ["openvino", *OPENVINO_HINTS]
+        runtimes += list(OPENVINO_HINTS)
     with tempfile.TemporaryDirectory() as tmp:
         onnx_dir = Path(args.onnx_dir) if args.onnx_dir else export_onnx(None, Path(tmp) / "onnx")
         workers = start_workers(runtimes, onnx_dir, args.ferplus)

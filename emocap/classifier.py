@@ -131,8 +131,7 @@ class ZeroShotClassifier:
         ``pretrained``: with an open_clip architecture name as ``model_id`` (``"ViT-B-16"``), an open_clip
         pretrained tag (``"openai"``) or a local ``.safetensors`` file: generic CLIP baselines.
         ``runtime``: ``"torch"``, or ``"onnx"`` with ``model_id`` an ONNX export folder (written by
-        ``emocap export onnx``; needs onnxruntime): the towers run in ONNX Runtime on the CPU (docs/speed.md);
-        or ``"openvino"`` with the same folder (needs openvino): the towers run on OpenVINO's CPU plugin.
+        ``emocap export onnx``; needs onnxruntime): the towers run in ONNX Runtime on the CPU (docs/speed.md).
         """
         if runtime != "torch":
             return cls._from_onnx(model_id, runtime, labels, prompts, device, pretrained)
@@ -150,10 +149,7 @@ class ZeroShotClassifier:
         if folder is None or pretrained or (device is not None and str(device).split(":")[0] != "cpu"):
             raise ValueError(f"runtime {runtime!r} runs an ONNX export folder on the CPU: give its folder as the "
                              "model (emocap export onnx MODEL --out DIR), no pretrained tag, no GPU device")
-        towers_class = OnnxTowers
-        if runtime == "openvino":  # the same export, its towers compiled by OpenVINO (emocap/openvino_runtime.py)
-            from .openvino_runtime import OpenVinoTowers as towers_class
-        towers = towers_class.load(folder)
+        towers = OnnxTowers.load(folder)
         return cls(towers.exported_model(str(folder)), labels=labels, prompts=prompts, onnx_towers=towers)
 
     @property

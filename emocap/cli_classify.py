@@ -139,10 +139,9 @@ def add_classify(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     _add_video_options(p, "default: print text or JSON lines")
     add_output_options(p)
-    p.add_argument("--runtime", choices=("torch", "onnx", "openvino"), default="torch",
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
                    help="torch (default), or onnx: ONNX Runtime on the CPU, with --model an ONNX export "
-                   "folder from `emocap export onnx` (needs pip install 'emocap[onnx]'), or openvino: the same "
-                   "folder on OpenVINO's CPU plugin (pip install 'emocap[openvino]')")
+                   "folder from `emocap export onnx` (needs pip install 'emocap[onnx]')")
     p.set_defaults(func=run_classify, command_name="classify", table_only=False)
 
 

@@ -34,7 +34,7 @@ from .onnx_tokenizer import ClipTokenizer
 
 __all__ = ["OnnxTowers", "OnnxRuntime", "ExportedModel", "RUNTIMES"]
 
-RUNTIMES = ("torch", "onnx", "openvino")  # what ZeroShotClassifier's runtime= and `emocap classify --runtime` take
+RUNTIMES = ("torch", "onnx")  # what ZeroShotClassifier's runtime= and `emocap classify --runtime` take
 
 
 def _default_threads() -> int:
