@@ -198,6 +198,14 @@ def media_file(name: str) -> Path:
     return path
 
 
+def faces_wild_dev() -> Path:
+    """The shared faces-wild-dev folder (real photos with labels.csv); skips naming the expected path when absent."""
+    folder = REPO_ROOT.parent / "shared" / "data" / "faces-wild-dev"
+    if not (folder / "labels.csv").is_file():
+        pytest.skip(f"shared data not found: expected {folder}/labels.csv (see ../shared/data/README.md)")
+    return folder
+
+
 def default_sigint() -> None:
     """``preexec_fn`` for child processes that a test interrupts with SIGINT: a test run started in the background
     (``nohup``, ``cmd &`` in a script, some CI runners) inherits SIGINT ignored, and Python then never raises

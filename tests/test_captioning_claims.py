@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import re
 import tarfile
-from pathlib import Path
 
 import pytest
 
+from conftest import faces_wild_dev
 from emocap.captioning.facs_knowledge import PROTOTYPE_AUS
 from emocap.captioning.facts import facts_from_distribution, is_graded
 from emocap.captioning.model_writer import facts_for_prompt
@@ -17,7 +17,6 @@ from emocap.captioning.sources import labelfile_source
 from emocap.captioning.templates import INTENSITY_PHRASES, TemplateWriter
 from emocap.face_analysis import FaceAnalyzer
 
-WILD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces-wild-dev"
 EMOTION_INTENSITY = re.compile(r"\b(" + "|".join(sorted({p.split(" ", 1)[1].replace(", ", "|").replace(",", "")
                                                            for v in INTENSITY_PHRASES.values() for p in v})) + r")\b")
 ANY_INTENSITY = re.compile(EMOTION_INTENSITY.pattern[:-3] + r"|high|moderate|slight|low|intense)\b")
@@ -86,7 +85,8 @@ def test_summary_with_prototype_evidence_says_so():
 
 
 def test_real_photos_with_hard_labels(tmp_path):
-    samples, _ = labelfile_source(str(WILD), None, labels_file=str(WILD / "labels.csv"))
+    wild = faces_wild_dev()
+    samples, _ = labelfile_source(str(wild), None, labels_file=str(wild / "labels.csv"))
     chosen = [s for s in samples if s.key.endswith(("Abdel_Nasser_Assidi_0001", "AJ_Cook_0001", "Jude_Law_0002",
                                                     "Amanda_Coetzer_0001"))]
     assert len(chosen) == 4 and all(s.votes is None for s in chosen)

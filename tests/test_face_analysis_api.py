@@ -6,13 +6,13 @@ import json
 import subprocess
 import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import emocap
+from conftest import faces_wild_dev, media_file
 from emocap.captioning.shards import build_captions
 from emocap.captioning.sources import labelfile_source
 from emocap.face_analysis import (
@@ -20,14 +20,11 @@ from emocap.face_analysis import (
 )
 from emocap.face_analysis.action_units import AUS
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = REPO.parent / "shared" / "data" / "media"
-WILD = REPO.parent / "shared" / "data" / "faces-wild-dev"
 
 
 @pytest.fixture(scope="module")
 def photo():
-    return Image.open(MEDIA / "single_face.jpg")
+    return Image.open(media_file("single_face.jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +70,7 @@ def test_no_face_and_missing_dlib_say_what_is_wrong(monkeypatch):
     monkeypatch.setattr(api, "_DEFAULTS", {})
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib now fails
     with pytest.raises(LandmarkBackendError, match=r"pip install 'emocap\[analysis\]'"):
-        analyze_face(MEDIA / "single_face.jpg")
+        analyze_face(media_file("single_face.jpg"))
 
 
 def test_importing_emocap_does_not_load_dlib():
@@ -83,7 +80,8 @@ def test_importing_emocap_does_not_load_dlib():
 
 
 def test_api_reports_the_numbers_captions_are_written_from(tmp_path):
-    samples, _ = labelfile_source(str(WILD), None, labels_file=str(WILD / "labels.csv"))
+    wild = faces_wild_dev()
+    samples, _ = labelfile_source(str(wild), None, labels_file=str(wild / "labels.csv"))
     chosen = [s for s in samples if s.key.endswith(("Pierce_Brosnan_0012", "Jude_Law_0002", "Yao_Ming_0004"))]
     assert len(chosen) == 3
     analyzer = FaceAnalyzer("dlib", detect=True)
@@ -103,7 +101,7 @@ def test_api_reports_the_numbers_captions_are_written_from(tmp_path):
 def test_steady_video_frames_agree():
     import cv2
 
-    cap = cv2.VideoCapture(str(MEDIA / "single_face.mp4"))
+    cap = cv2.VideoCapture(str(media_file("single_face.mp4")))
     rows = []
     for _ in range(8):
         ok, bgr = cap.read()
