@@ -20,20 +20,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from .faces import box_iou  # one owner of box overlap: the face pipeline (it merges its two detectors' faces)
+
 __all__ = ["FaceTracker", "ScoreSmoother", "box_iou", "DEFAULT_MAX_GAP_S", "DEFAULT_SMOOTHING"]
 
 Box = Sequence[float]  # (x0, y0, x1, y1)
 DEFAULT_MAX_GAP_S = 1.0  # a face unseen for longer than this gets a new id when it comes back
 DEFAULT_SMOOTHING = 0.5  # --smooth without a value: the weight of the newest frame in the moving average
-
-
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when either is empty)."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def _centre_shift(a: Box, b: Box) -> float:

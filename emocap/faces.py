@@ -27,7 +27,7 @@ from PIL import Image
 
 from .face_detection import KEYPOINT_NAMES, BlazeFace, RawDetection, cv2
 
-__all__ = ["FaceBox", "detect_faces", "crop_face", "face_crop", "decide_framing", "FaceDetectionError",
+__all__ = ["FaceBox", "detect_faces", "box_iou", "crop_face", "face_crop", "decide_framing", "FaceDetectionError",
            "DEFAULT_MARGIN", "CROP_MAX_SIDE", "FILL_PAD", "MIN_SCORE", "FILL_MIN_SCORE"]
 
 DEFAULT_MARGIN = 0.2  # face crop margin (fraction of the box side): classify, the demo and trained models' meta
@@ -103,12 +103,13 @@ def _model(kind: str) -> BlazeFace:
         return _MODELS[kind]
 
 
-def _iou(a, b) -> float:
+def box_iou(a, b) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes (0 when either is empty)."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return float(inter / union) if union > 0 else 0.0
 
 
 def _search(rgb: np.ndarray, min_score: float) -> List[RawDetection]:
@@ -116,7 +117,7 @@ def _search(rgb: np.ndarray, min_score: float) -> List[RawDetection]:
     short-range model on the photo padded by :data:`FILL_PAD` (faces that fill the frame or are cut by its edge)."""
     found = [det for det in _model("full")(rgb) if det.score >= min_score]
     for det in _model("short")(rgb):
-        if det.score >= min_score and all(_iou(det.box, other.box) < _SHORT_OVER_FULL_IOU for other in found):
+        if det.score >= min_score and all(box_iou(det.box, other.box) < _SHORT_OVER_FULL_IOU for other in found):
             found.append(det)
     if found:
         return found
