@@ -114,6 +114,11 @@ def _add_video_options(p, table_default: str) -> None:
                        "(needs pip install 'emocap[captioning]')")
 
 
+def _add_compute_options(p) -> None:
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default 64)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+
 def _add_framing_options(p) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--detect-faces", dest="framing", action="store_const", const="detect",
@@ -134,8 +139,7 @@ def add_classify(subparsers) -> None:
     _add_model_options(p)
     p.add_argument("--top-k", type=positive_int, default=3, help="labels to print per image (default 3)")
     _add_framing_options(p)
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    _add_compute_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
     _add_video_options(p, "default: print text or JSON lines")
     add_output_options(p)
@@ -154,8 +158,7 @@ def add_analyze(subparsers) -> None:
         epilog=ANALYZE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
     _add_framing_options(p)
-    p.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (default 64)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    _add_compute_options(p)
     _add_video_options(p, "default: CSV on standard output")
     add_output_options(p)
     p.set_defaults(func=run_analyze, command_name="analyze", table_only=True, runtime="torch")

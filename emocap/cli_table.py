@@ -134,7 +134,7 @@ class TableRun:
         if args.json:
             record = {"file": source} if frame is None else {"file": source, "frame": frame.index,
                                                              "time": round(frame.time, 4)}
-            if frame is None and len(faces) == 1 and math.isnan(faces[0]["face_score"]):  # scored whole
+            if frame is None and _scored_whole(faces):
                 record["predictions"] = ranked[0]
             else:
                 record["faces"] = [{"box": [int(r[c]) for c in ("x0", "y0", "x1", "y1")],
@@ -142,7 +142,7 @@ class TableRun:
                                     "predictions": p} for r, p in zip(faces, ranked)]
             print(json.dumps(record))
         elif frame is None:
-            if len(faces) == 1 and math.isnan(faces[0]["face_score"]):  # scored whole, as a face crop
+            if _scored_whole(faces):
                 print(f"{source}: " + format_ranked(ranked[0]))
                 return
             for k, (r, p) in enumerate(zip(faces, ranked)):
@@ -237,6 +237,11 @@ def report_warnings(caught, command: str = "classify") -> None:
             print(f"emocap {command}: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def _scored_whole(faces: List[dict]) -> bool:
+    """An image's rows say it was scored whole, as a face crop: one face without a detector score."""
+    return len(faces) == 1 and math.isnan(faces[0]["face_score"])
 
 
 def format_ranked(preds) -> str:

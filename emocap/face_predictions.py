@@ -11,6 +11,7 @@ eval's ``photos`` protocol, so every path frames a face the same way.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
@@ -81,13 +82,18 @@ class _Located:
     framing: str
 
 
+def _scored_whole(size: Tuple[int, int], framing: str, policy: CropPolicy) -> bool:
+    """Whether an image of ``size`` is scored whole: forced (``"whole"``) or, with ``"auto"``, small enough to be a
+    face crop under ``policy``."""
+    return framing == "whole" or (framing == "auto" and faces.decide_framing(size, policy.crop_max_side) == "crop")
+
+
 def _locate_one(item, name: str, framing: str, policy: CropPolicy):
     try:
         photo, original = load_image_with_size(item, name)
     except ImageLoadError as e:
         return e
-    whole = framing == "whole" or (framing == "auto" and faces.decide_framing(original, policy.crop_max_side) == "crop")
-    if whole:
+    if _scored_whole(original, framing, policy):
         return _Located(photo, original, [], "whole image")
     return _Located(photo, original, faces.detect_faces(photo), "detected")
 
@@ -96,7 +102,7 @@ def main_face(image: Image.Image, policy: CropPolicy, framing: str = "auto") -> 
     """The crop a model scores for ``image`` when it reads one face: ``(crop, outcome)`` with outcome
     ``"whole image"`` (framing decided it is a face crop), ``"detected"`` (its largest face, aligned) or
     ``"no face"`` (nothing found: the whole image is returned so the caller can still score it, and report it)."""
-    if framing == "whole" or (framing == "auto" and faces.decide_framing(image.size, policy.crop_max_side) == "crop"):
+    if _scored_whole(image.size, framing, policy):
         return image, "whole image"
     found = faces.detect_faces(image)
     if not found:
@@ -130,7 +136,7 @@ def _face_result(face: faces.FaceBox, located: _Located, crop: Image.Image, rank
 def predict_faces(clf: "ZeroShotClassifier", items: list, names: List[str], framing: str, margin: float,
                   top_k: Optional[int], batch_size: int, no_face: str, on_error: str, mapper) -> list:
     """Per input a list of :class:`FaceResult` dicts (see the module docstring), or its ImageLoadError."""
-    policy = CropPolicy(margin, clf.crop_policy.crop_max_side, clf.crop_policy.align)
+    policy = dataclasses.replace(clf.crop_policy, margin=margin)
     located = locate_faces(items, names, framing, policy, mapper)
     crops, faceless = [], []
     for name, done in zip(names, located):

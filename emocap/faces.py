@@ -133,6 +133,11 @@ def _search(rgb: np.ndarray, min_score: float) -> List[RawDetection]:
     return shifted
 
 
+def _rgb(image: Image.Image) -> Image.Image:
+    """The image itself when it is RGB already (loaded photos are): no full-size copy per face."""
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 def detect_faces(image: Image.Image, min_size: int = 8, max_side: int = DETECT_MAX_SIDE,
                  min_score: float = MIN_SCORE) -> List[FaceBox]:
     """Faces in an RGB photo, largest first (equal sizes left to right), boxes clipped to the photo.
@@ -141,7 +146,7 @@ def detect_faces(image: Image.Image, min_size: int = 8, max_side: int = DETECT_M
     box side is under ``min_size`` pixels are dropped, and so are faces scoring under ``min_score`` (under
     :data:`FILL_MIN_SCORE`, or ``min_score`` if lower, for faces found only in the padded pass).
     """
-    rgb = np.asarray(image.convert("RGB"))
+    rgb = np.asarray(_rgb(image))
     scale = 1.0
     if max(rgb.shape[:2]) > max_side:
         scale = max_side / max(rgb.shape[:2])
@@ -171,10 +176,10 @@ def face_crop(image: Image.Image, face: FaceBox, margin: float = DEFAULT_MARGIN,
     x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
     angle = face.eye_angle() if align else 0.0
     if abs(angle) < 1.0:  # level enough: a plain crop
-        return image.convert("RGB").crop((x0, y0, x1, y1))
+        return _rgb(image).crop((x0, y0, x1, y1))
     matrix = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
     matrix[:, 2] -= (x0, y0)  # the turned photo, shifted so the crop's corner is the origin
-    rgb = np.asarray(image.convert("RGB"))
+    rgb = np.asarray(_rgb(image))
     turned = cv2.warpAffine(rgb, matrix, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return Image.fromarray(turned)
 
