@@ -19,6 +19,7 @@ import yaml
 from emocap import taxonomy
 
 from .losses import MINING_MODES
+from .photo_augment import PHOTO_KEYS
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -50,6 +51,9 @@ DEFAULTS: Dict[str, Any] = {
         "val_root": None,           # FER+ root for zero-shot validation each epoch (None: no validation)
         "val_split": "valid",
         "val_limit": None,
+        "photo_val_root": None,     # ImageFolder of real photos, framed by the face pipeline, validated each epoch
+        "photo_val_split": None,    # its sub-folder holding the class folders (e.g. "images" for faces-wild-dev)
+        "photo_val_classes": None,  # the classes scored there (None: every training label found in the folder)
         "train_limit": None,
         "grayscale": True,
         "load_size": None,          # decode size kept in memory (default: the model's image size)
@@ -113,6 +117,7 @@ DEFAULTS: Dict[str, Any] = {
         "brightness": 0.25,
         "contrast": 0.25,
         "erase_prob": 0.25,
+        **PHOTO_KEYS,               # photo steps (train/photo_augment.py), all off by default
     },
     "language": {                   # language stage (train/language.py): teacher sentences -> align -> distil
         "enabled": False,           # run the language stage instead of the main loop (needs init_from)
@@ -242,6 +247,13 @@ NUMERIC_RANGES = [
     ("aug.brightness", False, 0, True, None, False),
     ("aug.contrast", False, 0, True, None, False),
     ("aug.erase_prob", False, 0, True, 1, False),
+    ("aug.shade", False, 0, True, 1, False),
+    ("aug.gamma", False, 0, True, None, False),
+    ("aug.occlude_prob", False, 0, True, 1, False),
+    ("aug.low_res_prob", False, 0, True, 1, False),
+    ("aug.blur_prob", False, 0, True, 1, False),
+    ("aug.noise", False, 0, True, 1, False),
+    ("aug.jpeg_prob", False, 0, True, 1, False),
     ("lock.image_unlocked_groups", True, 0, True, None, False),
     ("lock.text_unlocked_layers", True, 0, True, None, False),
     ("language.head_lr", False, 0, False, None, False),
@@ -363,6 +375,13 @@ def validate(cfg: Dict[str, Any]) -> None:
     lo, hi = cfg["aug"]["scale"]
     if not (0 < lo <= hi <= 1):
         raise ConfigError(f"config key 'aug.scale' must be [low, high] with 0 < low <= high <= 1, got {cfg['aug']['scale']}")
+    for key, lowest, highest in (("low_res_side", 4, 4096), ("blur_sigma", 0.05, 10), ("jpeg_quality", 1, 95)):
+        pair = cfg["aug"][key]
+        if (not isinstance(pair, (list, tuple)) or len(pair) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+                or not lowest <= pair[0] <= pair[1] <= highest):
+            raise ConfigError(f"config key 'aug.{key}' must be [low, high] with {lowest} <= low <= high <= {highest}, "
+                              f"got {pair!r}")
 
 
 def save_config(cfg: Dict[str, Any], path: Path) -> None:

@@ -5,7 +5,9 @@ Second step of a training run (config -> **data** -> losses -> loop). Caption sh
 input) and resized to the model's input size, and kept as one uint8 tensor; captions are tokenised once. Small
 face datasets (FER+: 28k x 64 x 64 bytes = 117 MB) fit in memory, which keeps a 2-core machine busy with the
 model rather than with PNG decoding. Augmentation runs batched on tensors (random resized crop, rotation,
-translation, flip, brightness/contrast, erasing) through one ``affine_grid`` call per batch.
+translation, flip, brightness/contrast, erasing) through one ``affine_grid`` call per batch, then the photo steps
+(lighting, occlusion, low resolution, blur, noise, JPEG: :mod:`emocap.train.photo_augment`) where the config turns
+them on.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tqdm.auto import tqdm
 
 from emocap import taxonomy
 from emocap.caption_records import image_member, parse_record, record_captions, record_soft_label
+
+from .photo_augment import photo_augment, photo_augment_enabled
 
 
 class DataError(ValueError):
@@ -181,6 +185,8 @@ def augment(images: torch.Tensor, aug: Dict, generator: torch.Generator) -> torc
         mask = (yy >= y0.view(b, 1, 1)) & (yy < (y0 + eh).view(b, 1, 1)) & (xx >= x0.view(b, 1, 1)) & (xx < (x0 + ew).view(b, 1, 1))
         mask = mask & do.view(b, 1, 1)
         out = torch.where(mask.unsqueeze(1), torch.rand(b, 1, 1, 1, generator=g), out)
+    if photo_augment_enabled(aug):
+        out = photo_augment(out, aug, g)
     return out.clamp(0.0, 1.0)
 
 

@@ -10,7 +10,7 @@ import csv
 import json
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 COLUMNS = ["time", "epoch", "step", "loss", "lr", "samples_per_s", "positives", "val_war", "val_uar", "terms"]
 
@@ -57,11 +57,17 @@ class RunLog:
             for k, v in terms.items():
                 self.tb.add_scalar(f"loss/{k}", v, step)
 
-    def validation(self, epoch: int, step: int, metrics: Dict[str, float]) -> None:
-        self._row(epoch, step, "", "", "", "", round(metrics["war"], 5), round(metrics["uar"], 5), "")
+    def validation(self, epoch: int, step: int, metrics: Dict[str, float], photos: Optional[Dict[str, float]] = None
+                   ) -> None:
+        """A validation row; the photo set's WAR/UAR (when validated) go in the ``terms`` column."""
+        terms = json.dumps({"photos_war": round(photos["war"], 5), "photos_uar": round(photos["uar"], 5)}) if photos else ""
+        self._row(epoch, step, "", "", "", "", round(metrics["war"], 5), round(metrics["uar"], 5), terms)
         if self.tb:
             self.tb.add_scalar("val/war", metrics["war"], step)
             self.tb.add_scalar("val/uar", metrics["uar"], step)
+            if photos:
+                self.tb.add_scalar("val/photos_war", photos["war"], step)
+                self.tb.add_scalar("val/photos_uar", photos["uar"], step)
 
     def close(self) -> None:
         if self.file:

@@ -48,7 +48,7 @@ from .run_settings import check_same_settings
 from .schedule import class_loss_weights, epoch_order, lr_factor_schedule
 from .step import step_gradients
 from .streaming import stream_batches
-from .validation import Validator
+from .validation import PhotoValidator, Validator
 
 MAX_CONSECUTIVE_NAN = 5
 PROTOTYPES_FILE = "prototypes.safetensors"
@@ -126,6 +126,11 @@ class Trainer:
         if dcfg["val_root"]:
             self.validator = Validator(dcfg["val_root"], dcfg["val_split"], self.size, dcfg["grayscale"], self.labels,
                                        dcfg["val_limit"])
+        self.photo_validator = None
+        if dcfg["photo_val_root"] and acc.is_main_process:
+            self.photo_validator = PhotoValidator(
+                dcfg["photo_val_root"], dcfg["photo_val_split"], self.size, dcfg["grayscale"], self.labels,
+                dcfg["photo_val_classes"] or self.labels, CropPolicy(), progress=self.progress)
         # class prompt texts, tokenised once: per class a [P, L] tensor
         self.class_tokens = [self.tokenizer(self.prompt_set.texts_for(label)) for label in self.labels]
         self.soft_prompts = build_soft_prompts(cfg, self.em.model, self.tokenizer, self.labels, start_prompts)
@@ -366,16 +371,24 @@ class Trainer:
         self.save_checkpoint()
 
     def validate(self) -> Dict[str, float]:
-        """Zero-shot WAR/UAR on the validation split; a new best (WAR + UAR) is exported to best/."""
+        """Zero-shot WAR/UAR on the validation split (and on the validation photos when set); a new best (the sum of
+        the WARs and UARs) is exported to best/."""
         state, dcfg = self.state, self.cfg["data"]
-        metrics = self.validator(self.clip, self.tokenizer, self.labels, self.prompt_set, self.mean, self.std,
-                                 self.accelerator.device, soft_prompts=self.inner.soft_prompts)
-        self.accelerator.print(f"epoch {state.epoch}: zero-shot {dcfg['val_split']} WAR {metrics['war']:.4f} "
-                               f"UAR {metrics['uar']:.4f}")
-        self.log.validation(state.epoch, state.global_step, metrics)
+        args = (self.clip, self.tokenizer, self.labels, self.prompt_set, self.mean, self.std, self.accelerator.device)
+        metrics = self.validator(*args, soft_prompts=self.inner.soft_prompts)
+        line = f"epoch {state.epoch}: zero-shot {dcfg['val_split']} WAR {metrics['war']:.4f} UAR {metrics['uar']:.4f}"
+        photos = None
+        if self.photo_validator is not None:
+            photos = self.photo_validator(*args, soft_prompts=self.inner.soft_prompts)
+            line += f"; photos WAR {photos['war']:.4f} UAR {photos['uar']:.4f}"
+        self.accelerator.print(line)
+        self.log.validation(state.epoch, state.global_step, metrics, photos)
         self.last_validation = {**metrics, "split": dcfg["val_split"]}
-        if metrics["uar"] + metrics["war"] > state.best_war_plus_uar:
-            state.best_war_plus_uar = metrics["uar"] + metrics["war"]
+        if photos is not None:
+            self.last_validation["photos"] = {**photos, "root": str(dcfg["photo_val_root"])}
+        score = metrics["uar"] + metrics["war"] + (photos["war"] + photos["uar"] if photos else 0.0)
+        if score > state.best_war_plus_uar:
+            state.best_war_plus_uar = score
             self.export(self.out / "best", fp16=False, extra_meta={"validation": self.last_validation})
         if self.cfg["prompt"]["only"]:
             self.clip.eval()

@@ -1,26 +1,35 @@
-"""Zero-shot validation during training: WAR and UAR on a FER+ split, images held in memory.
+"""Zero-shot validation during training: WAR and UAR on a FER+ split, and on a folder of real photos read through
+the face pipeline; images held in memory.
 
-Called by the trainer (:mod:`emocap.train.trainer`) at the end of each epoch when ``data.val_root`` is set; the
-language stage (:mod:`emocap.train.language`) uses it for model selection.
+Called by the trainer (:mod:`emocap.train.trainer`) at the end of each epoch when ``data.val_root`` (FER+) and
+``data.photo_val_root`` (an ImageFolder of photos, e.g. faces-wild-dev: validation only, never training data) are
+set; the language stage (:mod:`emocap.train.language`) uses the FER+ one for model selection.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm.auto import tqdm
 
 from emocap import taxonomy
 from emocap.class_weights import class_text_weights, encoder_for
 from emocap.ferplus import EMOTIONS, FerPlusSplit
+from emocap.face_predictions import CropPolicy, main_face
+from emocap.images import load_image
 from emocap.metrics import war_uar
+from emocap.readers.imagefolder import read_imagefolder
 
 from .data import _decode, to_model_input
 
 
 class Validator:
     """Zero-shot accuracy on a FER+ split (majority protocol), images held in memory."""
+
+    columns: Optional[List[int]] = None  # the training labels scored (None: all of them)
 
     def __init__(self, root: str, split: str, size: int, grayscale: bool, labels: List[str], limit=None):
         data = FerPlusSplit(root, split)
@@ -38,6 +47,8 @@ class Validator:
             text = soft_prompts(model)
         else:
             text = class_text_weights(encoder_for(model, tokenizer), [prompt_set.texts_for(label) for label in labels])
+        if self.columns is not None:
+            text = text[self.columns]
         pred = (self.image_features(model, mean, std, device) @ text.T).argmax(1).cpu().numpy()
         model.train(was_training)
         return war_uar(pred, self.targets)
@@ -51,3 +62,41 @@ class Validator:
                  for s in range(0, len(self.images), 256)]
         model.train(was_training)
         return torch.cat(feats)
+
+
+def _square(image: Image.Image, size: int, grayscale: bool) -> np.ndarray:
+    """A face crop as the model's transform gives it: shortest side to ``size`` (bicubic), centre square."""
+    image = image.convert("L" if grayscale else "RGB")
+    w, h = image.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    image = image.resize((nw, nh), Image.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    arr = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return arr[None] if grayscale else arr.transpose(2, 0, 1)
+
+
+class PhotoValidator(Validator):
+    """Zero-shot accuracy on full photos (``root/split/<class>/``), each framed by the face pipeline as
+    ``emocap classify`` frames it with no flag (model crop policy ``policy``); scored over ``classes`` only (the
+    classes of the folder with enough images), which must all be training labels."""
+
+    def __init__(self, root: str, split: Optional[str], size: int, grayscale: bool, labels: List[str],
+                 classes: Sequence[str], policy: Optional[CropPolicy] = None, progress: bool = True):
+        index = {taxonomy.canonical(n): i for i, n in enumerate(labels)}
+        wanted = [taxonomy.canonical(c) for c in classes]
+        missing = [c for c in wanted if c not in index]
+        if missing:
+            raise ValueError(f"data.photo_val_classes: {missing} are not training labels ({labels})")
+        samples, _ = read_imagefolder(root, split)
+        kept = [(s, next(iter(s.distribution))) for s in samples if next(iter(s.distribution)) in wanted]
+        if not kept:
+            raise FileNotFoundError(f"{root}/{split or ''}: no photos in the classes {wanted}")
+        policy = policy or CropPolicy()
+        images = []
+        for sample, _ in tqdm(kept, desc="photo validation: framing faces", disable=not progress, leave=False):
+            crop, _ = main_face(load_image(sample.source_file), policy)
+            images.append(_square(crop, size, grayscale))
+        self.images = torch.from_numpy(np.stack(images))
+        self.columns = [index[c] for c in wanted]
+        self.targets = np.array([wanted.index(c) for _, c in kept])
