@@ -65,13 +65,13 @@ class Validator:
 
 
 def _square(image: Image.Image, size: int, grayscale: bool) -> np.ndarray:
-    """A face crop as the model's transform gives it: shortest side to ``size`` (bicubic), centre square."""
+    """A face crop as the model's transform gives it (open_clip: shortest side to ``size`` bicubic, long side
+    truncated, centre square at the rounded offset)."""
     image = image.convert("L" if grayscale else "RGB")
     w, h = image.size
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     image = image.resize((nw, nh), Image.BICUBIC)
-    left, top = (nw - size) // 2, (nh - size) // 2
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
     arr = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
