@@ -39,7 +39,7 @@ class TrainerState:
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
-    best_war_plus_uar: float = -1.0  # the best validation WAR + UAR so far (what best/ was chosen by)
+    best_war_plus_uar: float = -1.0  # the best validation score so far (WAR + UAR, plus the photos' when validated)
     consecutive_nan: int = 0
     skipped_nan: int = 0
 
