@@ -75,8 +75,8 @@ def test_bad_photo_augment_values_name_the_key(override, key):
         load_config("tiny", ["data.train_shards=/x", override])
 
 
-def test_default_recipe_turns_the_photo_steps_on_and_validates_on_photos():
-    cfg = load_config("default")
+def test_photo_stage_turns_the_photo_steps_on_and_validates_on_photos():
+    cfg = load_config("default-photos")
     assert all(cfg["aug"][k] > 0 for k in ("shade", "gamma", "occlude_prob", "low_res_prob", "blur_prob",
                                            "noise", "jpeg_prob"))
     assert cfg["data"]["photo_val_root"].endswith("faces-wild-dev")
