@@ -69,7 +69,9 @@ def test_low_resolution_and_blur_remove_fine_detail():
 @pytest.mark.parametrize("override, key", [("aug.jpeg_quality=[90, 10]", "aug.jpeg_quality"),
                                            ("aug.blur_sigma=[0, 1]", "aug.blur_sigma"),
                                            ("aug.low_res_side=12", "aug.low_res_side"),
-                                           ("aug.occlude_prob=1.5", "aug.occlude_prob")])
+                                           ("aug.occlude_prob=1.5", "aug.occlude_prob"),
+                                           ("data.photo_val_root=/x", "data.photo_val_root"),
+                                           ("data.photo_val_classes=anger", "data.photo_val_classes")])
 def test_bad_photo_augment_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config("tiny", ["data.train_shards=/x", override])

@@ -375,6 +375,13 @@ def validate(cfg: Dict[str, Any]) -> None:
     lo, hi = cfg["aug"]["scale"]
     if not (0 < lo <= hi <= 1):
         raise ConfigError(f"config key 'aug.scale' must be [low, high] with 0 < low <= high <= 1, got {cfg['aug']['scale']}")
+    data = cfg["data"]
+    if data["photo_val_root"] and not data["val_root"]:
+        raise ConfigError("config key 'data.photo_val_root' needs data.val_root (photos are validated beside FER+ valid)")
+    classes = data["photo_val_classes"]
+    if classes is not None and (not isinstance(classes, (list, tuple)) or not classes
+                                or not all(isinstance(c, str) and c.strip() for c in classes)):
+        raise ConfigError(f"config key 'data.photo_val_classes' must be a list of class names, got {classes!r}")
     for key, lowest, highest in (("low_res_side", 4, 4096), ("blur_sigma", 0.05, 10), ("jpeg_quality", 1, 95)):
         pair = cfg["aug"][key]
         if (not isinstance(pair, (list, tuple)) or len(pair) != 2
