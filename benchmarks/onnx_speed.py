@@ -116,18 +116,31 @@ def rate(fn, n_images: int, min_seconds: float) -> float:
             return done / elapsed
 
 
+def spread(values: list) -> dict:
+    """Median, min and max of repeated measurements (what every table here reports)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def image_rates(clf: ZeroShotClassifier, images: list, prepared: list, min_seconds: float) -> dict:
+    """Images per second of one classifier: end to end and image tower only, at batch 1 and 64."""
+    return {
+        "e2e_b1": rate(lambda: clf.predict_proba(images[:16], batch_size=1), 16, min_seconds),
+        "e2e_b64": rate(lambda: clf.predict_proba(images[:256], batch_size=64), 256, min_seconds),
+        "tower_b1": rate(lambda: [clf.encode_prepared([t]) for t in prepared[:16]], 16, min_seconds),
+        "tower_b64": rate(lambda: clf.encode_prepared(prepared), 64, min_seconds),
+    }
+
+
+def ferplus_probs(clf: ZeroShotClassifier, images: list) -> np.ndarray:
+    """Class probabilities with the columns in FER+ class order."""
+    order = [clf.labels.index(e) for e in EMOTIONS]
+    return np.asarray(clf.predict_proba(images, batch_size=64))[:, order]
+
+
 def speed_round(clfs: dict, images: list, min_seconds: float) -> dict:
     """One round: ``{runtime: {"e2e_b1", "e2e_b64", "tower_b1", "tower_b64"}}`` images per second."""
-    out = {}
     prepared = [clfs["torch"].prepare_image(im) for im in images[:64]]
-    for runtime, clf in clfs.items():
-        out[runtime] = {
-            "e2e_b1": rate(lambda: clf.predict_proba(images[:16], batch_size=1), 16, min_seconds),
-            "e2e_b64": rate(lambda: clf.predict_proba(images[:256], batch_size=64), 256, min_seconds),
-            "tower_b1": rate(lambda: [clf.encode_prepared([t]) for t in prepared[:16]], 16, min_seconds),
-            "tower_b64": rate(lambda: clf.encode_prepared(prepared), 64, min_seconds),
-        }
-    return out
+    return {runtime: image_rates(clf, images, prepared, min_seconds) for runtime, clf in clfs.items()}
 
 
 def summarise(rounds: list) -> dict:
@@ -135,19 +148,16 @@ def summarise(rounds: list) -> dict:
     summary = {}
     for runtime in rounds[0]:
         for key in rounds[0][runtime]:
-            values = [r[runtime][key] for r in rounds]
             ratios = [r[runtime][key] / r["torch"][key] for r in rounds]
             summary.setdefault(runtime, {})[key] = {
-                "median": statistics.median(values), "min": min(values), "max": max(values),
-                "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+                **spread([r[runtime][key] for r in rounds]), **{f"ratio_{k}": v for k, v in spread(ratios).items()}}
     return summary
 
 
 def accuracy(clfs: dict, images: list, labels: np.ndarray) -> dict:
     out = {}
     for runtime, clf in clfs.items():
-        order = [clf.labels.index(e) for e in EMOTIONS]  # classifier columns in FER+ class order
-        probs = clf.predict_proba(images, batch_size=64)[:, order]
+        probs = ferplus_probs(clf, images)
         out[runtime] = {k: round(100 * v, 2) for k, v in war_uar(probs.argmax(1), labels).items()}
     return out
 
@@ -166,7 +176,7 @@ def startup(onnx_dir: Path, photo: Path, runs: int) -> dict:
             start = time.perf_counter()
             subprocess.run(command, check=True, capture_output=True)
             out.setdefault(name, []).append(time.perf_counter() - start)
-    return {name: {"median": statistics.median(v), "min": min(v), "max": max(v)} for name, v in out.items()}
+    return {name: spread(v) for name, v in out.items()}
 
 
 def main() -> None:

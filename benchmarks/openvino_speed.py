@@ -32,7 +32,6 @@ import argparse
 import importlib.util
 import json
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
@@ -42,12 +41,11 @@ import numpy as np
 import torch
 
 from emocap import ZeroShotClassifier
-from emocap.ferplus import EMOTIONS
 from emocap.metrics import war_uar
 from emocap.onnx_export import export_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from onnx_speed import ferplus_test, rate  # noqa: E402  (the sibling benchmark's helpers)
+from onnx_speed import ferplus_probs, ferplus_test, image_rates, rate, spread  # noqa: E402  (the sibling benchmark's helpers)
 
 OPENVINO_HINTS = {"openvino-latency": "LATENCY", "openvino-throughput": "THROUGHPUT"}
 
@@ -121,15 +119,11 @@ def worker(runtime: str, onnx_dir: str, ferplus: str, connection) -> None:
         if command[0] == "speed":
             seconds = command[1]
             connection.send({
-                "e2e_b1": rate(lambda: clf.predict_proba(images[:16], batch_size=1), 16, seconds),
-                "e2e_b64": rate(lambda: clf.predict_proba(images[:256], batch_size=64), 256, seconds),
-                "tower_b1": rate(lambda: [clf.encode_prepared([t]) for t in prepared[:16]], 16, seconds),
-                "tower_b64": rate(lambda: clf.encode_prepared(prepared), 64, seconds),
+                **image_rates(clf, images, prepared, seconds),
                 "text_b64": rate(lambda: clf.encode_texts(texts, batch_size=64), len(texts), seconds),
             })
         elif command[0] == "probs":
-            order = [clf.labels.index(e) for e in EMOTIONS]  # classifier columns in FER+ class order
-            connection.send(np.asarray(clf.predict_proba(images, batch_size=64))[:, order])
+            connection.send(ferplus_probs(clf, images))
         else:
             return
 
@@ -151,11 +145,9 @@ def summarise(rounds: list) -> dict:
     summary = {}
     for runtime in rounds[0]:
         for key in rounds[0][runtime]:
-            values = [r[runtime][key] for r in rounds]
-            entry = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+            entry = spread([r[runtime][key] for r in rounds])
             for base in ("onnx", "torch"):
-                ratios = [r[runtime][key] / r[base][key] for r in rounds]
-                entry[f"x_{base}"] = [statistics.median(ratios), min(ratios), max(ratios)]
+                entry[f"x_{base}"] = list(spread([r[runtime][key] / r[base][key] for r in rounds]).values())
             summary.setdefault(runtime, {})[key] = entry
     return summary
 
