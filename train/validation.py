@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from torchvision import transforms
 from tqdm.auto import tqdm
 
 from emocap import taxonomy
@@ -65,14 +66,10 @@ class Validator:
 
 
 def _square(image: Image.Image, size: int, grayscale: bool) -> np.ndarray:
-    """A face crop as the model's transform gives it (open_clip: shortest side to ``size`` bicubic, long side
-    truncated, centre square at the rounded offset)."""
-    image = image.convert("L" if grayscale else "RGB")
-    w, h = image.size
-    nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-    image = image.resize((nw, nh), Image.BICUBIC)
-    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
-    arr = np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    """A face crop as the model's transform gives it: open_clip's shortest-side resize (bicubic) and centre crop."""
+    shortest_side = transforms.Compose([transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                                        transforms.CenterCrop(size)])
+    arr = np.asarray(shortest_side(image.convert("L" if grayscale else "RGB")), dtype=np.uint8)
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
 
@@ -89,7 +86,8 @@ class PhotoValidator(Validator):
         if missing:
             raise ValueError(f"data.photo_val_classes: {missing} are not training labels ({labels})")
         samples, _ = read_imagefolder(root, split)
-        kept = [(s, next(iter(s.distribution))) for s in samples if next(iter(s.distribution)) in wanted]
+        labelled = [(s, next(iter(s.distribution))) for s in samples]  # ImageFolder: one class per photo
+        kept = [(s, c) for s, c in labelled if c in wanted]
         if not kept:
             raise FileNotFoundError(f"{root}/{split or ''}: no photos in the classes {wanted}")
         policy = policy or CropPolicy()
