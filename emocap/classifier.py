@@ -42,6 +42,7 @@ from .face_predictions import CropPolicy, NoFaceFoundError, predict_faces
 from .label_pairs import MAX_PAIRS_KEPT, LabelPair, close_label_pairs, indistinguishable_message  # noqa: F401
 from .prompts import PromptSet, load_prompt_set
 from .taxonomy import IndistinguishableLabelsWarning
+from .word_bridge import BRIDGE_ID, WordBridge, bridge_features
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -78,12 +79,15 @@ class ZeroShotClassifier:
         use_learned_prompts: bool = True,
         optimize: bool = False,
         onnx_towers: Optional["OnnxTowers"] = None,
+        word_bridge: bool = True,
     ):
         """Wrap a loaded model. ``optimize=True`` (what :meth:`from_pretrained` does, since it owns the model it
         loads) folds batch norms into convolutions and picks channels_last on CPU (:mod:`emocap.inference`);
         it changes the module in place, so it is off for models passed in by the caller. ``onnx_towers``
         (:meth:`from_pretrained` with ``runtime="onnx"``): the towers run in ONNX Runtime on the CPU, the rest
-        (preprocessing, prompts, class weights, scores) is unchanged; ``model`` then only gives its config."""
+        (preprocessing, prompts, class weights, scores) is unchanged; ``model`` then only gives its config.
+        ``word_bridge``: labels outside the taxonomy also draw on a pretrained sentence encoder
+        (:mod:`emocap.word_bridge`); ``False`` encodes them with the model's own text tower alone."""
         self.model = model
         self.onnx_towers = onnx_towers
         if onnx_towers is not None:
@@ -113,6 +117,7 @@ class ZeroShotClassifier:
         self.indistinguishable_cosine = INDISTINGUISHABLE_COSINE
         self.decode_workers = min(4, os.cpu_count() or 1)
         self.crop_policy = CropPolicy.from_meta(meta)  # face margin and when an image is already a face crop
+        self.word_bridge = WordBridge() if word_bridge else None
 
     @classmethod
     def from_pretrained(
@@ -123,6 +128,7 @@ class ZeroShotClassifier:
         device=None,
         pretrained: Optional[str] = None,
         runtime: str = "torch",
+        word_bridge: bool = True,
     ) -> "ZeroShotClassifier":
         """Load a model (``None``: the embedded default; ``hf-hub:org/repo``; ``local-dir:/path``; a folder).
 
@@ -132,16 +138,19 @@ class ZeroShotClassifier:
         pretrained tag (``"openai"``) or a local ``.safetensors`` file: generic CLIP baselines.
         ``runtime``: ``"torch"``, or ``"onnx"`` with ``model_id`` an ONNX export folder (written by
         ``emocap export onnx``; needs onnxruntime): the towers run in ONNX Runtime on the CPU (docs/speed.md).
+        ``word_bridge=False``: labels outside the taxonomy use the model's own text tower alone
+        (:mod:`emocap.word_bridge`).
         """
         if runtime != "torch":
-            return cls._from_onnx(model_id, runtime, labels, prompts, device, pretrained)
+            return cls._from_onnx(model_id, runtime, labels, prompts, device, pretrained, word_bridge)
         from .models import load_model
 
         return cls(load_model(model_id, pretrained=pretrained), labels=labels, prompts=prompts, device=device,
-                   optimize=True)
+                   optimize=True, word_bridge=word_bridge)
 
     @classmethod
-    def _from_onnx(cls, folder, runtime: str, labels, prompts, device, pretrained) -> "ZeroShotClassifier":
+    def _from_onnx(cls, folder, runtime: str, labels, prompts, device, pretrained,
+                   word_bridge: bool = True) -> "ZeroShotClassifier":
         from .onnx_runtime import RUNTIMES, OnnxTowers
 
         if runtime not in RUNTIMES:
@@ -150,7 +159,8 @@ class ZeroShotClassifier:
             raise ValueError(f"runtime {runtime!r} runs an ONNX export folder on the CPU: give its folder as the "
                              "model (emocap export onnx MODEL --out DIR), no pretrained tag, no GPU device")
         towers = OnnxTowers.load(folder)
-        return cls(towers.exported_model(str(folder)), labels=labels, prompts=prompts, onnx_towers=towers)
+        return cls(towers.exported_model(str(folder)), labels=labels, prompts=prompts, onnx_towers=towers,
+                   word_bridge=word_bridge)
 
     @property
     def model_id(self) -> str:
@@ -176,12 +186,11 @@ class ZeroShotClassifier:
         if key in self._text_cache:
             return self._text_cache[key]
         with self.runtime.inference():
-            if self._uses_learned_prompts(labels, prompt_set):
-                feats = self.runtime.learned_text_features(self.learned_prompts, labels)
-            elif (stored := self.runtime.stored_class_features(labels, prompt_set)) is not None:
-                feats = stored  # an ONNX export's own labels and prompts, computed at export by this runtime
-            else:
-                feats = class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
+            feats = self._own_class_features(labels, prompt_set)
+            # labels outside the taxonomy: mixed with the taxonomy emotions they are close to, as the model scores
+            # those emotions with its own prompts (emocap.word_bridge)
+            feats = bridge_features(self.word_bridge, labels, feats,
+                                    lambda emotions: self._own_class_features(emotions, self.prompt_set))
             self._text_cache[key] = feats
             pairs, total = close_label_pairs(feats, labels, self.indistinguishable_cosine)
         self._close_pairs[key] = pairs
@@ -189,6 +198,20 @@ class ZeroShotClassifier:
             message = indistinguishable_message(pairs, self.indistinguishable_cosine, total)
             warnings.warn(IndistinguishableLabelsWarning(message), stacklevel=2)  # the caller
         return feats
+
+    def _own_class_features(self, labels: Sequence[str], prompt_set: PromptSet):
+        """Class features from the model's text side alone: learned prompts, an ONNX export's stored features, or
+        the prompt set's texts through the text tower."""
+        if self._uses_learned_prompts(labels, prompt_set):
+            return self.runtime.learned_text_features(self.learned_prompts, labels)
+        if (stored := self.runtime.stored_class_features(labels, prompt_set)) is not None:
+            return stored  # an ONNX export's own labels and prompts, computed at export by this runtime
+        return class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
+
+    @property
+    def bridge_id(self) -> str:
+        """How labels outside the taxonomy are encoded: :data:`emocap.word_bridge.BRIDGE_ID`, or ``"off"``."""
+        return BRIDGE_ID if self.word_bridge is not None else "off"
 
     def indistinguishable_pairs(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None,
                                 threshold: Optional[float] = None) -> List[LabelPair]:

@@ -86,6 +86,9 @@ def _add_model_options(p) -> None:
     p.add_argument("--prompts", default=None,
                    help="prompt set: a bundled name, a JSON file, or one template with {} for the label, e.g. "
                    "'a photo of a {} face.' (default: the model's)")
+    p.add_argument("--no-word-bridge", action="store_true",
+                   help="encode labels outside the taxonomy with the model's own text tower alone, without the "
+                        "sentence encoder's bridge to the taxonomy's emotions (docs/labels.md)")
 
 
 def _add_video_options(p, table_default: str) -> None:
@@ -185,6 +188,7 @@ def _load_classifier(args):
     """The classifier for the command line, or an exit code after printing the error."""
     from .classifier import ZeroShotClassifier
     from .taxonomy import IndistinguishableLabelsWarning
+    from .word_bridge import WordBridgeUnavailableWarning
 
     if args.runtime == "torch":  # the ONNX runtime never imports torch (emocap.models does)
         from .models import ModelLoadError
@@ -196,9 +200,11 @@ def _load_classifier(args):
                             "`emocap export onnx MODEL --out ONNX_DIR`")
     try:
         clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts,
-                                                 device=args.device, runtime=args.runtime)
+                                                 device=args.device, runtime=args.runtime,
+                                                 word_bridge=not getattr(args, "no_word_bridge", False))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IndistinguishableLabelsWarning)
+            warnings.simplefilter("always", WordBridgeUnavailableWarning)
             clf.class_text_features()  # once, before the images: labels it cannot tell apart are reported first
     except (ModelLoadError, FileNotFoundError, ValueError, KeyError, TypeError) as e:
         return _error(args, str(e))

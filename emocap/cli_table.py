@@ -231,9 +231,10 @@ def report_warnings(caught, command: str = "classify") -> None:
     """Print emocap's own warnings as one ``warning:`` line each; others go back to the warnings machinery."""
     from .images import SmallImageWarning
     from .taxonomy import IndistinguishableLabelsWarning
+    from .word_bridge import WordBridgeUnavailableWarning
 
     for w in caught:
-        if issubclass(w.category, (IndistinguishableLabelsWarning, SmallImageWarning)):
+        if issubclass(w.category, (IndistinguishableLabelsWarning, SmallImageWarning, WordBridgeUnavailableWarning)):
             print(f"emocap {command}: warning: {w.message}", file=sys.stderr)
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)

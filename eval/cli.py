@@ -117,6 +117,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "file (docs/eval.md)")
     p.add_argument("--no-descriptions", action="store_true",
                    help="use the prompt set's templates only, not its class descriptions")
+    p.add_argument("--no-word-bridge", action="store_true",
+                   help="encode names outside the taxonomy with the model's own text tower alone, without the "
+                        "sentence encoder's bridge to the taxonomy's emotions (docs/labels.md)")
     p.add_argument("--option", nargs="+", default=[], metavar="KEY=VALUE",
                    help="loader options of the benchmark, e.g. frames=16 (video sets), angles=all (KDEF)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
@@ -154,7 +157,7 @@ def build_classifier(spec: RunSpec, labels: Sequence[str]):
     try:
         clf = ZeroShotClassifier.from_pretrained(
             model_id=spec.model, labels=list(labels), prompts=spec.prompts, device=spec.device,
-            pretrained=spec.pretrained,
+            pretrained=spec.pretrained, word_bridge=not spec.no_word_bridge,
         )
     except ModelLoadError as e:
         raise ModelUnavailable(str(e)) from None

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
+from emocap.word_bridge import BRIDGE_ID, needs_bridge
+
 from .feature_cache import CACHE_FORMAT, sample_list_digest
 
 __all__ = ["RunSpec", "rename_classes", "protocol_name", "ZEROSHOT", "TEXT_FORMAT"]
@@ -58,6 +60,7 @@ class RunSpec:
     slices: Optional[str] = None
     prompts: Optional[str] = None
     no_descriptions: bool = False
+    no_word_bridge: bool = False
     class_names: Optional[Tuple[str, ...]] = None
     vocabulary: Optional[str] = None
     options: Tuple[Tuple[str, str], ...] = ()
@@ -88,6 +91,7 @@ class RunSpec:
             shots=args.shots if args.protocol == "few-shot" else None, seeds=tuple(args.seeds),
             train_split=args.train_split, val_split=args.val_split, view=args.view, slices=args.slices,
             prompts=args.prompts, no_descriptions=bool(getattr(args, "no_descriptions", False)),
+            no_word_bridge=bool(getattr(args, "no_word_bridge", False)),
             class_names=tuple(args.class_names) if args.class_names else None,
             vocabulary=getattr(args, "vocabulary", None), options=tuple(options.items()), limit=args.limit,
             batch_size=args.batch_size, device=args.device, progress=not args.quiet,
@@ -135,7 +139,14 @@ class RunSpec:
         """The cache key of the class text features this run's classifier scores ``labels`` with."""
         payload = {"format": TEXT_FORMAT, "model": fingerprint, "labels": [str(c) for c in labels],
                    "prompts": self.prompts_identity(), "no_descriptions": bool(self.no_descriptions)}
+        if any(needs_bridge(str(c)) for c in labels):  # class names outside the taxonomy: the bridge shapes them
+            payload["word_bridge"] = self.word_bridge_id
         return "text-" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
+
+    @property
+    def word_bridge_id(self) -> str:
+        """How names outside the taxonomy are encoded (:data:`emocap.word_bridge.BRIDGE_ID`, or ``"off"``)."""
+        return "off" if self.no_word_bridge else BRIDGE_ID
 
     # ------------------------------------------------------------------------------------------------- records
     def header(self, classifier, data) -> Dict[str, object]:
@@ -155,6 +166,8 @@ class RunSpec:
             "root": str(self.root) if self.root is not None else None,
             "benchmark_info": data.info,
         }
+        if any(needs_bridge(str(c)) for c in data.classes):
+            header["word_bridge"] = getattr(classifier, "bridge_id", self.word_bridge_id)
         uses_learned = getattr(classifier, "_uses_learned_prompts", None)
         if prompt_set is not None and uses_learned is not None and uses_learned(list(classifier.labels), prompt_set):
             # the model's learned soft prompts (MPA-FER) score the classes, not the hand prompt set

