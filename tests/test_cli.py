@@ -178,3 +178,20 @@ def test_every_command_takes_quiet_and_verbose():
         args = parser.parse_args(argv + ["-q", "-vv"])
         assert args.quiet and args.verbose == 2, argv
     assert parser.parse_args(["eval", "--root", "r", "--no-progress"]).quiet
+
+
+def test_classify_no_word_bridge_changes_only_labels_outside_the_taxonomy(tiny_model_dir, tmp_path, capsys):
+    """``--no-word-bridge``: unknown words (``elated``) are scored by the model's own text tower alone, so their
+    scores change; taxonomy names (``joy``, ``rage``) score the same either way."""
+    img = tmp_path / "a.png"
+    Image.new("L", (48, 48), 90).save(img)
+
+    def scores(*labels, bridge=True):
+        args = ["classify", str(img), "--model", str(tiny_model_dir), "--labels", *labels, "--json"]
+        assert main(args + ([] if bridge else ["--no-word-bridge"])) == 0
+        row = json.loads(capsys.readouterr().out.splitlines()[0])
+        return {p["label"]: p["score"] for p in row["predictions"]}
+
+    assert scores("joy", "rage") == pytest.approx(scores("joy", "rage", bridge=False), abs=1e-6)
+    on, off = scores("joy", "elated", "livid"), scores("joy", "elated", "livid", bridge=False)
+    assert on != pytest.approx(off, abs=1e-4)

@@ -72,6 +72,10 @@ def test_the_lists_hold_the_agreed_words():
     # no word is shared between the tuning list and a report list
     tune_words = {w for ws in tune.classes.values() for w in ws}
     assert not tune_words & {w for ws in report.classes.values() for w in ws}
+    # the phrase list for tuning (the word bridge's settings) is worded apart from the reported phrases
+    phrases_tune = load_vocabulary("behaviour-phrases-tune")
+    assert phrases_tune.purpose == "tuning" and all(len(w) == 1 for w in phrases_tune.classes.values())
+    assert all(phrases_tune.classes[c] != phrases.classes[c] for c in CANONICAL8)
 
 
 def test_the_exclusion_check_would_catch_a_taxonomy_word():
