@@ -5,8 +5,8 @@ embedded default's image features of FER+ valid are computed once; for each sett
 (``openvocab-tune``, its rounds) and the tuning phrase list (``behaviour-phrases-tune``) are scored zero-shot with
 text features made as the bridge makes them, beside the own text tower alone and the canonical names. The report
 lists are never read. Settings: the sentence template, closeness as the best name or the mean of the two best,
-the softmax temperature, the own tower's least share and the gate (best closeness where bridging starts and where
-it is full). Usage (from the repo root; about a minute)::
+the softmax temperature, the own tower's least share and the gate (the template its closeness is measured in, and
+the best closeness where bridging starts and where it is full). Usage (from the repo root; about a minute)::
 
     OMP_NUM_THREADS=2 python benchmarks/word_bridge_search.py --root ../shared/data/ferplus
 """
@@ -29,8 +29,9 @@ from emocap.vocabularies import class_words, load_vocabulary, round_names
 from emocap.word_bridge import WordBridge
 
 TEMPLATES = {"word": "{}", "feel": "I feel {}", "face": "a face that looks {}", "expression": "a {} facial expression"}
-GATES = {"word": [(0.35, 0.55), (0.45, 0.55)], "feel": [(0.5, 0.6)], "face": [(0.65, 0.8), (0.7, 0.8)],
-         "expression": [(0.65, 0.8), (0.7, 0.8)]}
+#: (template the gate compares in, (closeness where bridging starts, where it is full)) pairs tried
+GATES = [("word", (0.35, 0.5)), ("word", (0.4, 0.55)), ("word", (0.45, 0.6)), ("face", (0.65, 0.8)),
+         ("face", (0.7, 0.8)), ("expression", (0.7, 0.8))]
 
 
 def main() -> None:
@@ -65,23 +66,24 @@ def main() -> None:
             return np.stack([sims[:, owner == e].max(1) for e in range(len(bridge.emotions))], 1)
         return np.stack([np.sort(sims[:, owner == e], 1)[:, -2:].mean(1) for e in range(len(bridge.emotions))], 1)
 
-    def score(name, template, pool, tau, own_share, low, high) -> float:
+    def score(name, template, gate_template, pool, tau, own_share, low, high) -> float:
         out = []
         for words in rounds[name]:
             close = torch.from_numpy(closeness(words, template, pool)).float()
+            gate = torch.from_numpy(closeness(words, gate_template, "best")).float().max(1).values
             bridged = F.normalize(torch.softmax(close / tau, dim=1) @ emotion_feats, dim=-1)
-            share = ((close.max(1).values - low) / (high - low)).clamp(0, 1)[:, None] * (1 - own_share)
+            share = ((gate - low) / (high - low)).clamp(0, 1)[:, None] * (1 - own_share)
             own = clf.class_text_features(words).float()
             out.append(uar(F.normalize((1 - share) * own + share * bridged, dim=-1)))
         return float(np.mean(out))
 
-    print("template pool temperature own_share gate | openvocab-tune behaviour-phrases-tune")
-    for key, pool, tau, own_share in itertools.product(TEMPLATES, ["best", "top2"], [0.02, 0.05, 0.1],
-                                                       [0.1, 0.2, 0.3, 0.4, 0.5]):
-        for low, high in GATES[key]:
-            setting = dict(template=TEMPLATES[key], pool=pool, tau=tau, own_share=own_share, low=low, high=high)
-            print(f"{key} {pool} {tau} {own_share} {low}-{high} | {score('openvocab-tune', **setting):.1f} "
-                  f"{score('behaviour-phrases-tune', **setting):.1f}", flush=True)
+    print("template gate_template pool temperature own_share gate | openvocab-tune behaviour-phrases-tune")
+    for key, pool, tau, own_share, (gate_key, (low, high)) in itertools.product(
+            TEMPLATES, ["best", "top2"], [0.02, 0.05], [0.2, 0.3, 0.4, 0.5], GATES):
+        setting = dict(template=TEMPLATES[key], gate_template=TEMPLATES[gate_key], pool=pool, tau=tau,
+                       own_share=own_share, low=low, high=high)
+        print(f"{key} {gate_key} {pool} {tau} {own_share} {low}-{high} | {score('openvocab-tune', **setting):.1f} "
+              f"{score('behaviour-phrases-tune', **setting):.1f}", flush=True)
 
 
 if __name__ == "__main__":

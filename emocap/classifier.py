@@ -42,7 +42,7 @@ from .face_predictions import CropPolicy, NoFaceFoundError, predict_faces
 from .label_pairs import MAX_PAIRS_KEPT, LabelPair, close_label_pairs, indistinguishable_message  # noqa: F401
 from .prompts import PromptSet, load_prompt_set
 from .taxonomy import IndistinguishableLabelsWarning
-from .word_bridge import BRIDGE_ID, WordBridge, bridge_features
+from .word_bridge import BRIDGE_ID, WordBridge, bridge_features, needs_bridge
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -190,7 +190,8 @@ class ZeroShotClassifier:
             # labels outside the taxonomy: mixed with the taxonomy emotions they are close to, as the model scores
             # those emotions with its own prompts (emocap.word_bridge)
             feats = bridge_features(self.word_bridge, labels, feats,
-                                    lambda emotions: self._own_class_features(emotions, self.prompt_set))
+                                    lambda emotions: self._own_class_features(emotions, self.prompt_set),
+                                    usable=self._can_encode)
             self._text_cache[key] = feats
             pairs, total = close_label_pairs(feats, labels, self.indistinguishable_cosine)
         self._close_pairs[key] = pairs
@@ -207,6 +208,27 @@ class ZeroShotClassifier:
         if (stored := self.runtime.stored_class_features(labels, prompt_set)) is not None:
             return stored  # an ONNX export's own labels and prompts, computed at export by this runtime
         return class_text_weights(self.encode_texts, [prompt_set.texts_for(label) for label in labels])
+
+    def bridged_labels(self, labels: Optional[Sequence[str]] = None) -> List[dict]:
+        """What the word bridge does to the labels outside the taxonomy (default: the classifier's labels): one
+        ``{"label", "share", "toward": [(emotion, weight), ...]}`` per such label
+        (:meth:`emocap.word_bridge.WordBridge.describe`); empty without a bridge or when all are taxonomy names."""
+        labels = taxonomy.label_set(labels) if labels is not None else self.labels
+        outside = [label for label in labels if needs_bridge(label)]
+        if self.word_bridge is None or not outside:
+            return []
+        kept = [i for i, e in enumerate(self.word_bridge.emotions) if self._can_encode(e)]
+        return self.word_bridge.describe(outside, kept=kept) if kept else []
+
+    def _can_encode(self, label: str) -> bool:
+        """Whether the classifier's own prompts can encode ``label`` (a descriptions-only set may not)."""
+        if self._uses_learned_prompts([label], self.prompt_set):
+            return True
+        try:
+            self.prompt_set.texts_for(label)
+        except ValueError:
+            return False
+        return True
 
     @property
     def bridge_id(self) -> str:

@@ -8,10 +8,12 @@ emotion's names, and mixes the model's own class features of those emotions into
 
 * ``closeness[e]`` = the highest cosine between ``"a face that looks <label>"`` and ``"a face that looks <name>"``
   over emotion ``e``'s names (canonical, adjective, synonyms in ``emocap/data/labels.json``);
-* ``bridged`` = the emotions' class features (the same prompt set) weighted by ``softmax(closeness / 0.02)``;
+* ``bridged`` = the emotions' class features (the model's own prompts) weighted by ``softmax(closeness / 0.02)``;
 * the share of ``bridged`` in the label's feature rises from 0 at a best closeness of 0.70 to 0.6 at 0.80 and
   above; the label's own feature keeps the rest. A phrase of facial actions ("raised eyebrows and a wide open
-  mouth") is far from every emotion name, so it keeps the own tower's reading, which the captions taught.
+  mouth") is far from every emotion name, so it keeps the own tower's reading, which the captions taught. Any
+  other label is drawn toward the emotions the encoder puts nearest, even a nonsense word (``"quux"``: share 0.4,
+  toward neutral); :meth:`WordBridge.describe` says what it does to each label, and ``emocap classify`` prints it.
 
 Taxonomy names never take this path, so the canonical results of a model are unchanged. Settings were chosen on
 FER+ valid with the tuning lists only (``openvocab-tune``, ``behaviour-phrases-tune``; docs/labels.md, "Words
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,14 +34,17 @@ __all__ = ["WordBridge", "BRIDGE_ID", "BRIDGE_SETTINGS", "needs_bridge", "WordBr
 
 #: how a label and an emotion name are put to the sentence encoder
 BRIDGE_TEMPLATE = "a face that looks {}"
+#: ... to decide how much to bridge (the same sentence: tried with the words alone, which took more from the
+#: facial-action phrases on the tuning list; docs/labels.md)
+GATE_TEMPLATE = BRIDGE_TEMPLATE
 #: softmax temperature over the emotions' closeness
 TEMPERATURE = 0.02
-#: the own feature's least share (at a best closeness of GATE_HIGH and above)
+#: the own feature's least share (at a best gate closeness of GATE_HIGH and above)
 OWN_SHARE = 0.4
-#: best closeness where bridging starts (share 0) and where it is full (share 1 - OWN_SHARE)
+#: best gate closeness where bridging starts (share 0) and where it is full (share 1 - OWN_SHARE)
 GATE_LOW, GATE_HIGH = 0.70, 0.80
-BRIDGE_SETTINGS = {"encoder": "all-MiniLM-L6-v2", "template": BRIDGE_TEMPLATE, "temperature": TEMPERATURE,
-                   "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH]}
+BRIDGE_SETTINGS = {"encoder": "all-MiniLM-L6-v2", "gate_template": GATE_TEMPLATE, "template": BRIDGE_TEMPLATE,
+                   "temperature": TEMPERATURE, "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH]}
 #: identifies the bridge's behaviour in cache keys and result records ("off" when a classifier turns it off)
 BRIDGE_ID = "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS, sort_keys=True, separators=(",", ":"))
 
@@ -74,37 +79,60 @@ class WordBridge:
     def __init__(self, encoder: Optional[Callable[[Sequence[str]], np.ndarray]] = None):
         self._encoder = encoder
         self.emotions, self._names = _emotion_names()
-        self._name_vectors: Optional[np.ndarray] = None
+        self._owner = np.array([e for _, e in self._names])
+        self._name_vectors: Dict[str, np.ndarray] = {}
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], template: str) -> np.ndarray:
         if self._encoder is None:
             from .sentence_encoder import shared_sentence_encoder
 
             self._encoder = shared_sentence_encoder().encode
-        return np.asarray(self._encoder([BRIDGE_TEMPLATE.format(t) for t in texts]), dtype=np.float32)
+        return np.asarray(self._encoder([template.format(t) for t in texts]), dtype=np.float32)
 
-    def closeness(self, labels: Sequence[str]) -> np.ndarray:
-        """[N, E] the best cosine between each label and each emotion's names (E = taxonomy emotions)."""
-        if self._name_vectors is None:
-            self._name_vectors = self._encode([n for n, _ in self._names])
-        sims = self._encode(labels) @ self._name_vectors.T
-        owner = np.array([e for _, e in self._names])
-        return np.stack([sims[:, owner == e].max(axis=1) for e in range(len(self.emotions))], axis=1)
+    def closeness(self, labels: Sequence[str], template: str = BRIDGE_TEMPLATE) -> np.ndarray:
+        """[N, E] the best cosine between each label and each emotion's names, both put in ``template``
+        (E = the taxonomy's emotions, in :attr:`emotions` order)."""
+        if template not in self._name_vectors:
+            self._name_vectors[template] = self._encode([n for n, _ in self._names], template)
+        sims = self._encode(labels, template) @ self._name_vectors[template].T
+        return np.stack([sims[:, self._owner == e].max(axis=1) for e in range(len(self.emotions))], axis=1)
 
     @staticmethod
-    def shares(closeness: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """(bridged share [N], emotion weights [N, E]) from :meth:`closeness`."""
-        best = closeness.max(axis=1)
+    def shares(gate_closeness: np.ndarray, closeness: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """(bridged share [N], emotion weights [N, E]): the share from the best of ``gate_closeness`` (the words
+        alone), the weights from ``closeness`` (in a face context)."""
+        best = gate_closeness.max(axis=1)
         share = np.clip((best - GATE_LOW) / (GATE_HIGH - GATE_LOW), 0.0, 1.0) * (1.0 - OWN_SHARE)
-        logits = (closeness - best[:, None]) / TEMPERATURE
+        logits = (closeness - closeness.max(axis=1, keepdims=True)) / TEMPERATURE
         weights = np.exp(logits)
         return share, weights / weights.sum(axis=1, keepdims=True)
 
-    def blend(self, labels: Sequence[str], own: np.ndarray, emotion_features: np.ndarray) -> np.ndarray:
+    def plan(self, labels: Sequence[str], kept: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(bridged share [N], emotion weights [N, E]) for ``labels``; with ``kept`` (emotion indices), over
+        those emotions only ([N, K] weights)."""
+        close = self.closeness(labels, BRIDGE_TEMPLATE)
+        gate = close if GATE_TEMPLATE == BRIDGE_TEMPLATE else self.closeness(labels, GATE_TEMPLATE)
+        if kept is not None:
+            close, gate = close[:, list(kept)], gate[:, list(kept)]
+        return self.shares(gate, close)
+
+    def describe(self, labels: Sequence[str], top: int = 2, kept: Optional[Sequence[int]] = None) -> List[dict]:
+        """Per label: ``{"label", "share", "toward": [(emotion, weight), ...]}`` (the ``top`` heaviest emotions),
+        what :meth:`blend` does to it (``kept``: as there); what ``emocap classify`` prints as a note."""
+        share, weights = self.plan(labels, kept)
+        names = [self.emotions[i] for i in kept] if kept is not None else self.emotions
+        out = []
+        for label, s, w in zip(labels, share, weights):
+            order = np.argsort(-w)[:top]
+            out.append({"label": label, "share": float(s), "toward": [(names[i], float(w[i])) for i in order]})
+        return out
+
+    def blend(self, labels: Sequence[str], own: np.ndarray, emotion_features: np.ndarray,
+              kept: Optional[Sequence[int]] = None) -> np.ndarray:
         """[N, D] normalised features of ``labels``: ``own`` ([N, D], the own tower's) mixed with the bridged
-        feature from ``emotion_features`` ([E, D], the taxonomy emotions' class features, in :attr:`emotions`
-        order)."""
-        share, weights = self.shares(self.closeness(labels))
+        feature from ``emotion_features`` ([E, D], the taxonomy emotions' class features in :attr:`emotions`
+        order; or [K, D] for the emotions at indices ``kept`` only, the weights renormalised over them)."""
+        share, weights = self.plan(labels, kept)
         bridged = weights @ emotion_features
         bridged /= np.linalg.norm(bridged, axis=1, keepdims=True)
         mixed = (1.0 - share)[:, None] * own + share[:, None] * bridged
@@ -112,23 +140,29 @@ class WordBridge:
 
 
 def bridge_features(bridge: Optional[WordBridge], labels: Sequence[str], feats,
-                    emotion_features: Callable[[List[str]], object]):
+                    emotion_features: Callable[[List[str]], object],
+                    usable: Optional[Callable[[str], bool]] = None):
     """``feats`` ([C, D] class features of ``labels``, torch or numpy) with the rows of non-taxonomy labels bridged.
 
-    ``emotion_features(emotions)`` computes the taxonomy emotions' class features the same way ``feats`` were.
-    Without a bridge, or with every label in the taxonomy, ``feats`` come back unchanged. A missing sentence
-    encoder warns once per call (:class:`WordBridgeUnavailableWarning`) and leaves ``feats`` unchanged."""
+    ``emotion_features(emotions)`` computes taxonomy emotions' class features the same way ``feats`` were;
+    ``usable(emotion)`` says whether it can (a prompt set of descriptions only covers some emotions): the others
+    get no weight. Without a bridge, with every label in the taxonomy or with no usable emotion, ``feats`` come
+    back unchanged. A missing sentence encoder warns (:class:`WordBridgeUnavailableWarning`) and leaves ``feats``
+    unchanged."""
     rows = [i for i, label in enumerate(labels) if needs_bridge(label)]
     if bridge is None or not rows:
+        return feats
+    kept = [i for i, e in enumerate(bridge.emotions) if usable is None or usable(e)]
+    if not kept:
         return feats
     from .sentence_encoder import SentenceEncoderUnavailable
 
     is_numpy = isinstance(feats, np.ndarray)
     own = feats if is_numpy else feats.detach().float().cpu().numpy()
-    emo = emotion_features(bridge.emotions)
+    emo = emotion_features([bridge.emotions[i] for i in kept])
     emo = emo if isinstance(emo, np.ndarray) else emo.detach().float().cpu().numpy()
     try:
-        mixed = bridge.blend([labels[i] for i in rows], own[rows], emo)
+        mixed = bridge.blend([labels[i] for i in rows], own[rows], emo, kept)
     except SentenceEncoderUnavailable as e:
         warnings.warn(WordBridgeUnavailableWarning(
             f"labels outside the taxonomy ({', '.join(repr(labels[i]) for i in rows[:5])}"

@@ -116,7 +116,8 @@ def test_single_input_and_empty_list(clf, sample_images):
 
 def test_arbitrary_label_names(tiny_model, sample_images):
     labels = ["joy", "rage", "quux"]
-    c = ZeroShotClassifier(tiny_model, labels=labels, device="cpu")
+    # the text tower alone, as the hand computation does it (the word bridge has its own tests)
+    c = ZeroShotClassifier(tiny_model, labels=labels, device="cpu", word_bridge=False)
     assert c.labels == labels
     probs = c.predict_proba(sample_images)
     assert probs.shape == (len(sample_images), 3)
@@ -262,7 +263,8 @@ def test_batched_trimmed_text_features_equal_plain_open_clip(tiny_model):
     import torch
 
     c = ZeroShotClassifier(tiny_model, labels=["happy", "sad", "quux"], prompts=["a photo of a {} face.",
-                           "a {} looking person, with a much longer prompt than the others here."], device="cpu")
+                           "a {} looking person, with a much longer prompt than the others here."], device="cpu",
+                           word_bridge=False)  # the text tower alone, as computed by hand below
     with torch.inference_mode():
         expected = []
         for label in c.labels:

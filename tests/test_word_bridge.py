@@ -40,12 +40,14 @@ def test_needs_bridge_is_exactly_outside_the_taxonomy():
 
 def test_shares_follow_the_gate_and_the_temperature():
     close = np.array([[0.60, 0.10], [0.75, 0.10], [0.85, 0.10], [0.85, 0.84]])
-    share, weights = wb.WordBridge.shares(close)
+    share, weights = wb.WordBridge.shares(close, close)
     assert share == pytest.approx([0.0, 0.5 * (1 - wb.OWN_SHARE), 1 - wb.OWN_SHARE, 1 - wb.OWN_SHARE])
     assert weights.sum(axis=1) == pytest.approx(np.ones(4))
     assert weights[2, 0] > 0.999  # 0.75 apart at temperature 0.02: all weight on the closest emotion
-    # 0.01 apart: exp(0.5) to 1
-    assert weights[3, 0] / weights[3, 1] == pytest.approx(np.exp(0.01 / wb.TEMPERATURE))
+    assert weights[3, 0] / weights[3, 1] == pytest.approx(np.exp(0.01 / wb.TEMPERATURE))  # 0.01 apart
+    # the share follows the gate's closeness, the weights the other one
+    share, weights = wb.WordBridge.shares(np.array([[0.2, 0.1]]), np.array([[0.1, 0.9]]))
+    assert share == pytest.approx([0.0]) and weights[0, 1] > 0.999
 
 
 def test_blend_moves_a_word_toward_its_emotion_and_leaves_unrelated_labels_alone():
@@ -178,3 +180,37 @@ def test_eval_keys_and_records_name_the_bridge_only_where_it_acts():
     assert on.text_key("fp", canonical) == off.text_key("fp", canonical)  # a canonical cache stays valid
     assert on.text_key("fp", ["neutral", "elated"]) != off.text_key("fp", ["neutral", "elated"])
     assert on.word_bridge_id == wb.BRIDGE_ID and off.word_bridge_id == "off"
+
+
+def test_bridged_labels_and_the_classify_note(default_pair, capsys):
+    from emocap.cli import main
+
+    on, off = default_pair
+    told = on.bridged_labels(["happiness", "a forced smile", "raised eyebrows and a wide open mouth"])
+    assert [b["label"] for b in told] == ["a forced smile", "raised eyebrows and a wide open mouth"]
+    assert told[0]["toward"][0][0] == "happiness" and told[0]["share"] == pytest.approx(1 - wb.OWN_SHARE)
+    assert told[1]["share"] == 0.0  # a facial-action phrase keeps the own tower's reading
+    assert off.bridged_labels(["a forced smile"]) == [] and on.bridged_labels(["joy", "rage"]) == []
+    face = str(Path(__file__).resolve().parents[1] / "examples" / "astronaut_face.png")
+    assert main(["classify", face, "--labels", "a forced smile", "neutral", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "note: labels outside the taxonomy" in err and "'a forced smile' -> happiness" in err
+    assert main(["classify", face, "--labels", "a forced smile", "neutral", "--json", "-q"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_a_descriptions_only_prompt_set_bridges_toward_the_emotions_it_describes(tiny_model):
+    from emocap import ZeroShotClassifier
+
+    prompts = {"descriptions": {"a forced smile": ["the lip corners are pulled up while the eyes stay still."],
+                                "anger": ["the brows are lowered and drawn together."],
+                                "happiness": ["the cheeks are raised and the lip corners pulled up."]}}
+    clf = ZeroShotClassifier(tiny_model, labels=["a forced smile", "anger"], prompts=prompts, device="cpu")
+    feats = clf.class_text_features()
+    assert torch.isfinite(feats).all()
+    told = clf.bridged_labels()
+    assert [b["label"] for b in told] == ["a forced smile"]
+    assert told[0]["toward"][0][0] == "happiness" and {e for e, _ in told[0]["toward"]} <= {"happiness", "anger"}
+    off = ZeroShotClassifier(tiny_model, labels=["a forced smile", "anger"], prompts=prompts, device="cpu",
+                             word_bridge=False)
+    assert torch.equal(feats[1], off.class_text_features()[1]) and not torch.allclose(feats[0], off.class_text_features()[0])
