@@ -80,6 +80,18 @@ def test_other_labels_go_through_the_onnx_text_tower(tiny_model_dir, onnx_dir, i
     assert b.shape == (len(images), 3) and np.abs(a - b).max() < 1e-5
 
 
+def test_labels_outside_the_taxonomy_are_bridged_the_same_on_both_runtimes(tiny_model_dir, onnx_dir, images):
+    labels = ["elated", "a forced smile", "rage"]  # two outside the taxonomy: the word bridge acts on them
+    t = ZeroShotClassifier.from_pretrained(str(tiny_model_dir), labels=labels, device="cpu")
+    o = ZeroShotClassifier.from_pretrained(str(onnx_dir), labels=labels, runtime="onnx")
+    assert o.bridge_id == t.bridge_id != "off"
+    assert isinstance(o.class_text_features(), np.ndarray)
+    assert np.allclose(t.class_text_features().numpy(), o.class_text_features(), atol=1e-4)
+    assert np.abs(t.predict_proba(images) - o.predict_proba(images)).max() < 1e-5
+    plain = ZeroShotClassifier.from_pretrained(str(onnx_dir), labels=labels, runtime="onnx", word_bridge=False)
+    assert not np.allclose(plain.class_text_features()[:2], o.class_text_features()[:2], atol=1e-3)
+
+
 def test_stale_export_refused(tiny_model_dir, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
