@@ -215,16 +215,11 @@ def _load_classifier(args):
 
 def _note_bridged(clf, args) -> None:
     """One stderr line naming what the word bridge did to labels outside the taxonomy (unless ``--quiet``)."""
-    bridged = [b for b in clf.bridged_labels() if b["share"] > 0]
-    if not bridged or getattr(args, "quiet", False):
-        return
-    parts = [f"{b['label']!r} -> " + ", ".join(f"{e} {w:.2f}" for i, (e, w) in enumerate(b["toward"])
-                                                if i == 0 or w >= 0.05) + f" (share {b['share']:.2f})"
-             for b in bridged[:10]]
-    more = f"; and {len(bridged) - 10} more" if len(bridged) > 10 else ""
-    print(f"emocap {args.command_name}: note: labels outside the taxonomy drawn toward the emotions a sentence "
-          f"encoder finds them close to (docs/labels.md; --no-word-bridge turns it off): {'; '.join(parts)}{more}",
-          file=sys.stderr)
+    from .word_bridge import bridge_note
+
+    note = None if getattr(args, "quiet", False) else bridge_note(clf.bridged_labels())
+    if note:
+        print(f"emocap {args.command_name}: note: {note} (--no-word-bridge turns this off)", file=sys.stderr)
 
 
 def _check_outputs(args) -> Optional[str]:

@@ -30,6 +30,7 @@ from .classifier import ZeroShotClassifier
 from .explain import explain_feature
 from .images import MIN_FACE_SIDE, to_rgb, too_small_for_a_face
 from .readers.frames import VIDEO_EXTENSIONS, decode_video, uniform_indices, video_frame_count
+from .word_bridge import bridge_note
 
 __all__ = ["DEFAULT_LABELS", "DemoInputError", "DemoModel", "PhotoAnalysis", "VideoAnalysis", "parse_labels",
            "analyze_photo", "analyze_video", "draw_faces", "timeline_plot", "MAX_FACES", "MAX_VIDEO_SECONDS"]
@@ -106,13 +107,17 @@ class DemoModel:
             return self._by_labels[key]
 
     def prepared(self, labels_text: Optional[str]):
-        """``(classifier, notes)`` for the typed labels: notes name labels the model cannot tell apart."""
+        """``(classifier, notes)`` for the typed labels: notes name labels the model cannot tell apart and say what
+        the word bridge did to labels outside the taxonomy."""
         labels = parse_labels(labels_text)
         clf = self.classifier(labels)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", taxonomy.IndistinguishableLabelsWarning)
             clf.class_text_features()
         notes = [str(w.message) for w in caught if issubclass(w.category, taxonomy.IndistinguishableLabelsWarning)]
+        bridged = bridge_note(clf.bridged_labels())
+        if bridged:
+            notes.append(bridged[0].upper() + bridged[1:] + ".")
         return clf, notes
 
 

@@ -30,7 +30,8 @@ import numpy as np
 
 from . import taxonomy
 
-__all__ = ["WordBridge", "BRIDGE_ID", "BRIDGE_SETTINGS", "needs_bridge", "WordBridgeUnavailableWarning"]
+__all__ = ["WordBridge", "BRIDGE_ID", "BRIDGE_SETTINGS", "needs_bridge", "bridge_features", "bridge_note",
+           "WordBridgeUnavailableWarning"]
 
 #: how a label and an emotion name are put to the sentence encoder
 BRIDGE_TEMPLATE = "a face that looks {}"
@@ -47,6 +48,9 @@ BRIDGE_SETTINGS = {"encoder": "all-MiniLM-L6-v2", "gate_template": GATE_TEMPLATE
                    "temperature": TEMPERATURE, "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH]}
 #: identifies the bridge's behaviour in cache keys and result records ("off" when a classifier turns it off)
 BRIDGE_ID = "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS, sort_keys=True, separators=(",", ":"))
+
+
+_SHARED_NAME_VECTORS: Dict[str, np.ndarray] = {}
 
 
 class WordBridgeUnavailableWarning(UserWarning):
@@ -80,7 +84,9 @@ class WordBridge:
         self._encoder = encoder
         self.emotions, self._names = _emotion_names()
         self._owner = np.array([e for _, e in self._names])
-        self._name_vectors: Dict[str, np.ndarray] = {}
+        # the names' vectors per template: shared by every bridge on the shared encoder (a classifier per label
+        # set, as the demo makes, encodes them once per process), private with an encoder of the caller's
+        self._name_vectors: Dict[str, np.ndarray] = _SHARED_NAME_VECTORS if encoder is None else {}
 
     def _encode(self, texts: Sequence[str], template: str) -> np.ndarray:
         if self._encoder is None:
@@ -137,6 +143,20 @@ class WordBridge:
         bridged /= np.linalg.norm(bridged, axis=1, keepdims=True)
         mixed = (1.0 - share)[:, None] * own + share[:, None] * bridged
         return mixed / np.linalg.norm(mixed, axis=1, keepdims=True)
+
+
+def bridge_note(described: Sequence[dict], limit: int = 10) -> Optional[str]:
+    """One line saying what the bridge did (:meth:`WordBridge.describe` output; labels with share 0 left out),
+    or None when it did nothing: what ``emocap classify`` prints and the demo shows."""
+    acted = [b for b in described if b["share"] > 0]
+    if not acted:
+        return None
+    parts = [f"{b['label']!r} -> " + ", ".join(f"{e} {w:.2f}" for i, (e, w) in enumerate(b["toward"])
+                                                if i == 0 or w >= 0.05) + f" (share {b['share']:.2f})"
+             for b in acted[:limit]]
+    more = f"; and {len(acted) - limit} more" if len(acted) > limit else ""
+    return ("labels outside the taxonomy drawn toward the emotions a sentence encoder finds them close to "
+            f"(docs/labels.md): {'; '.join(parts)}{more}")
 
 
 def bridge_features(bridge: Optional[WordBridge], labels: Sequence[str], feats,

@@ -64,6 +64,13 @@ def test_photo_of_one_smiling_face_reads_happiness_with_a_smile_behaviour(demo_m
     assert any("AU12" in b["aus"] for b in face["behaviour"])  # the lip-corner pull of a smile
 
 
+def test_typed_words_outside_the_taxonomy_get_a_note_saying_where_the_bridge_took_them(demo_model):
+    _, notes = demo_model.prepared("a forced smile, sadness, neutral")
+    assert any(n.startswith("Labels outside the taxonomy") and "'a forced smile' -> happiness" in n for n in notes)
+    _, notes = demo_model.prepared("happiness, sadness")
+    assert not any("outside the taxonomy" in n for n in notes)
+
+
 @pytest.mark.parametrize("image, labels, message", [
     (None, DEFAULT_LABELS, "Upload a photo first"),
     (Image.new("RGB", (1, 1), (200, 150, 120)), DEFAULT_LABELS, "1x1 pixels: too small to hold a face"),

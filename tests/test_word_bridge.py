@@ -96,6 +96,12 @@ def test_bridge_features_touches_only_non_taxonomy_rows_in_torch_and_numpy():
     assert len(asked) == 1
 
 
+def test_name_vectors_are_shared_only_on_the_shared_encoder():
+    assert wb.WordBridge()._name_vectors is wb.WordBridge()._name_vectors  # a classifier per label set: encoded once
+    own = wb.WordBridge(encoder=lambda texts: np.eye(len(texts), 4, dtype=np.float32))
+    assert own._name_vectors is not wb.WordBridge()._name_vectors
+
+
 def test_a_missing_sentence_encoder_warns_and_keeps_the_own_features():
     def missing(texts):
         raise SentenceEncoderUnavailable("the all-MiniLM-L6-v2 sentence encoder is not installed")
