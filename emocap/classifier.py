@@ -42,7 +42,7 @@ from .face_predictions import CropPolicy, NoFaceFoundError, predict_faces
 from .label_pairs import MAX_PAIRS_KEPT, LabelPair, close_label_pairs, indistinguishable_message  # noqa: F401
 from .prompts import PromptSet, load_prompt_set
 from .taxonomy import IndistinguishableLabelsWarning
-from .word_bridge import BRIDGE_ID, WordBridge, bridge_features, needs_bridge
+from .word_bridge import WordBridge, bridge_features, bridge_identity, needs_bridge
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -232,8 +232,9 @@ class ZeroShotClassifier:
 
     @property
     def bridge_id(self) -> str:
-        """How labels outside the taxonomy are encoded: :data:`emocap.word_bridge.BRIDGE_ID`, or ``"off"``."""
-        return BRIDGE_ID if self.word_bridge is not None else "off"
+        """How labels outside the taxonomy are encoded: the bridge's settings and encoder weights
+        (:func:`emocap.word_bridge.bridge_identity`), or ``"off"``."""
+        return bridge_identity() if self.word_bridge is not None else "off"
 
     def indistinguishable_pairs(self, labels: Optional[Sequence[str]] = None, prompt_set: Optional[PromptSet] = None,
                                 threshold: Optional[float] = None) -> List[LabelPair]:

@@ -17,7 +17,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["SentenceEncoder", "SentenceEncoderUnavailable", "sentence_model_dir", "shared_sentence_encoder"]
+__all__ = ["SentenceEncoder", "SentenceEncoderUnavailable", "sentence_model_dir", "shared_sentence_encoder",
+           "weights_fingerprint"]
 
 
 class SentenceEncoderUnavailable(RuntimeError):
@@ -41,6 +42,12 @@ def sentence_model_dir(path: Optional[str] = None) -> Path:
     return folder
 
 
+def weights_fingerprint(folder: Path) -> str:
+    """12 hex digits naming the encoder's weights (file size + config) without loading them: for cache keys."""
+    weights = folder / "model.safetensors"
+    return hashlib.sha256(f"{weights.stat().st_size}:{(folder / 'config.json').read_text()}".encode()).hexdigest()[:12]
+
+
 class SentenceEncoder:
     """Texts -> [N, 384] float32 L2-normalised sentence vectors, in length-sorted batches on the CPU."""
 
@@ -58,10 +65,8 @@ class SentenceEncoder:
             if bar_was_on:
                 hf_logging.enable_progress_bar()
         self.batch_size = batch_size
-        weights = self.folder / "model.safetensors"
         #: names the weights (size + config), for cache keys and result records
-        self.fingerprint = hashlib.sha256(
-            f"{weights.stat().st_size}:{(self.folder / 'config.json').read_text()}".encode()).hexdigest()[:12]
+        self.fingerprint = weights_fingerprint(self.folder)
 
     @property
     def dim(self) -> int:

@@ -17,11 +17,13 @@ emotion's names, and mixes the model's own class features of those emotions into
 
 Taxonomy names never take this path, so the canonical results of a model are unchanged. Settings were chosen on
 FER+ valid with the tuning lists only (``openvocab-tune``, ``behaviour-phrases-tune``; docs/labels.md, "Words
-outside the taxonomy"); :data:`BRIDGE_ID` names them in cache keys and result records.
+outside the taxonomy"); :data:`BRIDGE_ID` names them, and :func:`bridge_identity` (with the encoder's weights)
+goes into cache keys and result records.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -30,7 +32,8 @@ import numpy as np
 
 from . import taxonomy
 
-__all__ = ["WordBridge", "BRIDGE_ID", "BRIDGE_SETTINGS", "needs_bridge", "bridge_features", "bridge_note",
+__all__ = ["WordBridge", "BRIDGE_ID", "BRIDGE_SETTINGS", "bridge_identity", "needs_bridge", "bridge_features",
+           "bridge_note",
            "WordBridgeUnavailableWarning"]
 
 #: how a label and an emotion name are put to the sentence encoder
@@ -51,6 +54,18 @@ BRIDGE_ID = "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS, sort_keys=True, separa
 
 
 _SHARED_NAME_VECTORS: Dict[str, np.ndarray] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def bridge_identity() -> str:
+    """:data:`BRIDGE_ID` plus the installed encoder's weights fingerprint (``@unavailable`` without it): what
+    cache keys and result records carry, so features made with other weights are never served."""
+    from .sentence_encoder import SentenceEncoderUnavailable, sentence_model_dir, weights_fingerprint
+
+    try:
+        return f"{BRIDGE_ID}@{weights_fingerprint(sentence_model_dir())}"
+    except (SentenceEncoderUnavailable, OSError):
+        return f"{BRIDGE_ID}@unavailable"
 
 
 class WordBridgeUnavailableWarning(UserWarning):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
-from emocap.word_bridge import BRIDGE_ID, needs_bridge
+from emocap.word_bridge import bridge_identity, needs_bridge
 
 from .feature_cache import CACHE_FORMAT, sample_list_digest
 
@@ -145,8 +145,8 @@ class RunSpec:
 
     @property
     def word_bridge_id(self) -> str:
-        """How names outside the taxonomy are encoded (:data:`emocap.word_bridge.BRIDGE_ID`, or ``"off"``)."""
-        return "off" if self.no_word_bridge else BRIDGE_ID
+        """How names outside the taxonomy are encoded (:func:`emocap.word_bridge.bridge_identity`, or ``"off"``)."""
+        return "off" if self.no_word_bridge else bridge_identity()
 
     # ------------------------------------------------------------------------------------------------- records
     def header(self, classifier, data) -> Dict[str, object]:

@@ -213,6 +213,8 @@ def test_cli_vocabulary_run_on_the_tiny_model(faces, tmp_path, tiny_model_dir, c
     assert rec["protocol"] == "open-vocabulary" and rec["features_from_cache"]
     assert rec["vocabulary"]["name"] == "openvocab-report" and rec["vocabulary"]["hash"] == vocab.hash
     assert rec["vocabulary"]["purpose"] == "report" and rec["word_prompts"] == "templates"
+    from emocap.word_bridge import bridge_identity
+    assert rec["word_bridge"] == bridge_identity()  # the list's words are outside the taxonomy: bridged
     assert rec["labels"] == ["anger", "happiness", "sadness"] and rec["n"] == 12  # sorted folder names
     assert len(rec["rounds"]) == 3 and rec["chance"]["uar"] == pytest.approx(1 / 3)
     assert {c: list(w) for c, w in rec["per_word"].items()} == {c: vocab.classes[c] for c in rec["labels"]}

@@ -126,7 +126,8 @@ def test_taxonomy_labels_score_exactly_as_without_the_bridge(default_pair):
     on, off = default_pair
     labels = ["neutral", "joy", "furious", "grossed out"]
     assert torch.equal(on.class_text_features(labels), off.class_text_features(labels))
-    assert on.bridge_id == wb.BRIDGE_ID and off.bridge_id == "off"
+    assert on.bridge_id == wb.bridge_identity() and off.bridge_id == "off"
+    assert on.bridge_id.startswith(wb.BRIDGE_ID + "@") and not on.bridge_id.endswith("@unavailable")
 
 
 def test_an_unknown_emotion_word_moves_toward_its_class_with_minilm(default_pair):
@@ -185,7 +186,10 @@ def test_eval_keys_and_records_name_the_bridge_only_where_it_acts():
     canonical = ["neutral", "happiness"]
     assert on.text_key("fp", canonical) == off.text_key("fp", canonical)  # a canonical cache stays valid
     assert on.text_key("fp", ["neutral", "elated"]) != off.text_key("fp", ["neutral", "elated"])
-    assert on.word_bridge_id == wb.BRIDGE_ID and off.word_bridge_id == "off"
+    assert on.word_bridge_id == wb.bridge_identity() and off.word_bridge_id == "off"
+    # the identity names the installed encoder's weights: other weights, other keys
+    from emocap.sentence_encoder import sentence_model_dir, weights_fingerprint
+    assert wb.bridge_identity() == f"{wb.BRIDGE_ID}@{weights_fingerprint(sentence_model_dir())}"
 
 
 def test_bridged_labels_and_the_classify_note(default_pair, capsys):
