@@ -28,6 +28,7 @@ __all__ = [
     "benchmark_label_map",
     "benchmark_names",
     "display_name",
+    "names_by_emotion",
     "map_labels",
     "UnknownLabelError",
     "IndistinguishableLabelsWarning",
@@ -99,6 +100,13 @@ def synonyms(name: str) -> List[str]:
     """Synonyms of an emotion (canonical name first), e.g. for varied caption wording."""
     canon = canonical(name)
     return [canon] + [s for s in _data()["emotions"][canon]["synonyms"] if len(s) > 2]
+
+
+def names_by_emotion() -> Dict[str, List[str]]:
+    """Every emotion of the taxonomy with all its names (canonical, adjective, synonyms; sorted, no repeats), in
+    ``labels.json`` order: the anchors of the word bridge (:mod:`emocap.word_bridge`)."""
+    return {canon: sorted({canon, entry["adjective"], *entry["synonyms"]})
+            for canon, entry in _data()["emotions"].items()}
 
 
 def display_name(name: str, form: str = "adjective") -> str:

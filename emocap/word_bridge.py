@@ -33,8 +33,7 @@ import numpy as np
 from . import taxonomy
 
 __all__ = ["WordBridge", "BRIDGE_ID", "BRIDGE_SETTINGS", "bridge_identity", "needs_bridge", "bridge_features",
-           "bridge_note",
-           "WordBridgeUnavailableWarning"]
+           "bridge_note", "WordBridgeUnavailableWarning"]
 
 #: how a label and an emotion name are put to the sentence encoder
 BRIDGE_TEMPLATE = "a face that looks {}"
@@ -79,14 +78,9 @@ def needs_bridge(label: str) -> bool:
 
 def _emotion_names() -> Tuple[List[str], List[Tuple[str, int]]]:
     """The taxonomy's emotions and every (name, emotion index) pair: canonical, adjective and synonyms."""
-    data = taxonomy._data()["emotions"]
-    emotions = list(data)
-    names = []
-    for i, emotion in enumerate(emotions):
-        entry = data[emotion]
-        for name in sorted({emotion, entry["adjective"], *entry["synonyms"]}):
-            names.append((name, i))
-    return emotions, names
+    by_emotion = taxonomy.names_by_emotion()
+    emotions = list(by_emotion)
+    return emotions, [(name, i) for i, emotion in enumerate(emotions) for name in by_emotion[emotion]]
 
 
 class WordBridge:

@@ -33,6 +33,16 @@ def _bridge_with(keywords):
     return bridge
 
 
+def test_the_anchors_are_every_name_of_every_taxonomy_emotion():
+    from emocap import taxonomy
+
+    names = taxonomy.names_by_emotion()
+    assert {"happiness", "happy", "joy", "smiling"} <= set(names["happiness"]) and "anxiety" in names
+    bridge = wb.WordBridge(encoder=lambda texts: None)
+    assert bridge.emotions == list(names)
+    assert sorted(n for n, _ in bridge._names) == sorted(n for ns in names.values() for n in ns)
+
+
 def test_needs_bridge_is_exactly_outside_the_taxonomy():
     assert not wb.needs_bridge("happiness") and not wb.needs_bridge("  Joyful ") and not wb.needs_bridge("grossed out")
     assert wb.needs_bridge("elated") and wb.needs_bridge("happily surprised") and wb.needs_bridge("pain")
