@@ -41,7 +41,7 @@ import torch
 from PIL import Image
 
 from emocap import ZeroShotClassifier
-from emocap.models import create_model, load_model, save_model
+from emocap.models import create_model, save_model
 
 LABELS = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
 TEMPLATE = "a photo of a face showing {}."
