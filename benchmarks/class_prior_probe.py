@@ -21,27 +21,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from onnx_speed import ferplus_test
+from onnx_speed import ferplus_split
 
 from emocap import ZeroShotClassifier
 from emocap.ferplus import EMOTIONS, FerPlusSplit
-from emocap.images import image_from_bytes
 from emocap.metrics import war_uar
 
 PHOTO_CLASSES = ["anger", "happiness", "neutral", "sadness", "surprise"]
-
-
-def ferplus_split(root: str, split: str):
-    """Decoded faces with a majority label of one FER+ split, and the labels (indices into EMOTIONS)."""
-    if split == "test":
-        return ferplus_test(root)
-    data = FerPlusSplit(root, split)
-    try:
-        pairs = data.majority()
-        images = [image_from_bytes(lambda r=r: data.image_bytes(r), r.name) for r, _ in pairs]
-    finally:
-        data.close()
-    return images, np.array([label for _, label in pairs])
 
 
 def train_prior(root: str) -> np.ndarray:

@@ -45,7 +45,12 @@ RUNTIMES = ("torch", "onnx", "int8-dynamic", "int8-static")
 
 def ferplus_test(root: str):
     """Decoded FER+ test faces with a majority label, and the labels (indices into EMOTIONS)."""
-    split = FerPlusSplit(root, "test")
+    return ferplus_split(root, "test")
+
+
+def ferplus_split(root: str, name: str):
+    """Decoded faces with a majority label of one FER+ split, and the labels (indices into EMOTIONS)."""
+    split = FerPlusSplit(root, name)
     try:
         pairs = split.majority()
         images = [image_from_bytes(lambda r=r: split.image_bytes(r), r.name) for r, _ in pairs]
