@@ -79,7 +79,7 @@ class ZeroShotClassifier:
         use_learned_prompts: bool = True,
         optimize: bool = False,
         onnx_towers: Optional["OnnxTowers"] = None,
-        word_bridge: bool = True,
+        word_bridge: Optional[bool] = None,
     ):
         """Wrap a loaded model. ``optimize=True`` (what :meth:`from_pretrained` does, since it owns the model it
         loads) folds batch norms into convolutions and picks channels_last on CPU (:mod:`emocap.inference`);
@@ -87,7 +87,9 @@ class ZeroShotClassifier:
         (:meth:`from_pretrained` with ``runtime="onnx"``): the towers run in ONNX Runtime on the CPU, the rest
         (preprocessing, prompts, class weights, scores) is unchanged; ``model`` then only gives its config.
         ``word_bridge``: labels outside the taxonomy also draw on a pretrained sentence encoder
-        (:mod:`emocap.word_bridge`); ``False`` encodes them with the model's own text tower alone."""
+        (:mod:`emocap.word_bridge`); ``False`` encodes them with the model's own text tower alone. ``None`` (the
+        default): on for models emocap made (their config carries emocap's metadata), whose text towers know only
+        their caption words; off for generic open_clip models, whose text towers learned English."""
         self.model = model
         self.onnx_towers = onnx_towers
         if onnx_towers is not None:
@@ -117,6 +119,8 @@ class ZeroShotClassifier:
         self.indistinguishable_cosine = INDISTINGUISHABLE_COSINE
         self.decode_workers = min(4, os.cpu_count() or 1)
         self.crop_policy = CropPolicy.from_meta(meta)  # face margin and when an image is already a face crop
+        if word_bridge is None:
+            word_bridge = bool(meta)
         self.word_bridge = WordBridge() if word_bridge else None
 
     @classmethod
@@ -128,7 +132,7 @@ class ZeroShotClassifier:
         device=None,
         pretrained: Optional[str] = None,
         runtime: str = "torch",
-        word_bridge: bool = True,
+        word_bridge: Optional[bool] = None,
     ) -> "ZeroShotClassifier":
         """Load a model (``None``: the embedded default; ``hf-hub:org/repo``; ``local-dir:/path``; a folder).
 
@@ -138,8 +142,7 @@ class ZeroShotClassifier:
         pretrained tag (``"openai"``) or a local ``.safetensors`` file: generic CLIP baselines.
         ``runtime``: ``"torch"``, or ``"onnx"`` with ``model_id`` an ONNX export folder (written by
         ``emocap export onnx``; needs onnxruntime): the towers run in ONNX Runtime on the CPU (docs/speed.md).
-        ``word_bridge=False``: labels outside the taxonomy use the model's own text tower alone
-        (:mod:`emocap.word_bridge`).
+        ``word_bridge``: as in the constructor (default: on for emocap's models, off for generic open_clip ones).
         """
         if runtime != "torch":
             return cls._from_onnx(model_id, runtime, labels, prompts, device, pretrained, word_bridge)
@@ -150,7 +153,7 @@ class ZeroShotClassifier:
 
     @classmethod
     def _from_onnx(cls, folder, runtime: str, labels, prompts, device, pretrained,
-                   word_bridge: bool = True) -> "ZeroShotClassifier":
+                   word_bridge: Optional[bool] = None) -> "ZeroShotClassifier":
         from .onnx_runtime import RUNTIMES, OnnxTowers
 
         if runtime not in RUNTIMES:

@@ -201,7 +201,7 @@ def _load_classifier(args):
     try:
         clf = ZeroShotClassifier.from_pretrained(args.model, labels=args.labels, prompts=args.prompts,
                                                  device=args.device, runtime=args.runtime,
-                                                 word_bridge=not getattr(args, "no_word_bridge", False))
+                                                 word_bridge=False if getattr(args, "no_word_bridge", False) else None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", IndistinguishableLabelsWarning)
             warnings.simplefilter("always", WordBridgeUnavailableWarning)

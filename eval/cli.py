@@ -157,7 +157,7 @@ def build_classifier(spec: RunSpec, labels: Sequence[str]):
     try:
         clf = ZeroShotClassifier.from_pretrained(
             model_id=spec.model, labels=list(labels), prompts=spec.prompts, device=spec.device,
-            pretrained=spec.pretrained, word_bridge=not spec.no_word_bridge,
+            pretrained=spec.pretrained, word_bridge=False if spec.no_word_bridge else None,
         )
     except ModelLoadError as e:
         raise ModelUnavailable(str(e)) from None

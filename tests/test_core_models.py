@@ -261,6 +261,11 @@ def test_open_clip_baselines_load_by_architecture_and_pretrained(tmp_path, monke
     for name, tensor in loaded.model.state_dict().items():
         assert torch.equal(tensor, source.model.state_dict()[name].float()), name
     assert clf.predict_proba(Image.new("RGB", (50, 50), (10, 200, 30))).shape == (1, 2)
+    # a generic open_clip model keeps its own text tower for unknown words unless asked (emocap/word_bridge.py)
+    assert clf.bridge_id == "off" and clf.bridged_labels(["elated", "calm"]) == []
+    on = ZeroShotClassifier.from_pretrained("emocap-tiny", pretrained=str(weights), labels=["elated", "calm"],
+                                            device="cpu", word_bridge=True)
+    assert on.bridge_id != "off" and [b["label"] for b in on.bridged_labels()] == ["elated"]
     with pytest.raises(ModelLoadError, match="no pretrained tag 'nope'.*openai"):
         load_open_clip_model("ViT-B-16", "nope")
     with pytest.raises(ModelLoadError, match="no pretrained tag 'nope'"):
