@@ -29,13 +29,7 @@ def _normalise(word: str) -> str:
 
 def taxonomy_words() -> List[str]:
     """Every emotion word of ``emocap/data/labels.json``: canonical names, adjectives and synonyms (normalised)."""
-    data = json.loads(resources.files("emocap").joinpath("data/labels.json").read_text(encoding="utf-8"))
-    words = set()
-    for canon, entry in data["emotions"].items():
-        words.add(_normalise(canon))
-        words.add(_normalise(entry["adjective"]))
-        words.update(_normalise(s) for s in entry["synonyms"])
-    return sorted(words)
+    return sorted({_normalise(name) for names in taxonomy.names_by_emotion().values() for name in names})
 
 
 @dataclass(frozen=True)
