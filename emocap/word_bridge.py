@@ -96,6 +96,8 @@ class WordBridge:
         # the names' vectors per template: shared by every bridge on the shared encoder (a classifier per label
         # set, as the demo makes, encodes them once per process), private with an encoder of the caller's
         self._name_vectors: Dict[str, np.ndarray] = _SHARED_NAME_VECTORS if encoder is None else {}
+        # each label's closeness row per template, so describing labels after bridging them encodes nothing again
+        self._rows: Dict[Tuple[str, str], np.ndarray] = {}
 
     def _encode(self, texts: Sequence[str], template: str) -> np.ndarray:
         if self._encoder is None:
@@ -109,8 +111,13 @@ class WordBridge:
         (E = the taxonomy's emotions, in :attr:`emotions` order)."""
         if template not in self._name_vectors:
             self._name_vectors[template] = self._encode([n for n, _ in self._names], template)
-        sims = self._encode(labels, template) @ self._name_vectors[template].T
-        return np.stack([sims[:, self._owner == e].max(axis=1) for e in range(len(self.emotions))], axis=1)
+        todo = list(dict.fromkeys(label for label in labels if (template, label) not in self._rows))
+        if todo:
+            sims = self._encode(todo, template) @ self._name_vectors[template].T
+            rows = np.stack([sims[:, self._owner == e].max(axis=1) for e in range(len(self.emotions))], axis=1)
+            self._rows.update(((template, label), row) for label, row in zip(todo, rows))
+        return np.stack([self._rows[(template, label)] for label in labels]) if labels else \
+            np.zeros((0, len(self.emotions)), dtype=np.float32)
 
     @staticmethod
     def shares(gate_closeness: np.ndarray, closeness: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -79,6 +79,20 @@ def test_blend_moves_a_word_toward_its_emotion_and_leaves_unrelated_labels_alone
     assert out[1] == pytest.approx(own[1])  # far from every emotion name: the own tower's reading, unchanged
 
 
+def test_describing_labels_after_bridging_them_encodes_nothing_again():
+    bridge = _bridge_with({"happiness": "glee"})
+    encode, calls = bridge._encoder, []
+    bridge._encoder = lambda texts: calls.append(list(texts)) or encode(texts)
+    first = bridge.plan(["full of glee", "a pale forehead"])
+    assert len(calls) == 2  # the names once, then the two labels
+    again = bridge.plan(["a pale forehead", "full of glee"])
+    told = bridge.describe(["full of glee"])
+    assert len(calls) == 2 and told[0]["toward"][0][0] == "happiness"
+    assert again[0] == pytest.approx(first[0][::-1]) and again[1] == pytest.approx(first[1][::-1])
+    bridge.plan(["full of glee", "with glee"])
+    assert calls[-1] == [wb.BRIDGE_TEMPLATE.format("with glee")]  # only the new label
+
+
 def test_bridge_features_touches_only_non_taxonomy_rows_in_torch_and_numpy():
     bridge = _bridge_with({"happiness": "glee"})
     labels = ["anger", "full of glee", "sadness"]
