@@ -1,24 +1,28 @@
-"""The word bridge: labels outside the taxonomy reach the model's emotions through a pretrained sentence encoder.
+"""The word bridge: labels outside the taxonomy reach the model's emotions through WordNet or a sentence encoder.
 
 Where it sits: core, on the classifier's text side (:meth:`emocap.ZeroShotClassifier.class_text_features`). A
 model's own text tower was trained on caption words only, so a label it never saw ("elated", "heartbroken")
 encodes near chance. For every label that is not a taxonomy name (:func:`emocap.taxonomy.canonical_or_none` is
-None), the bridge asks all-MiniLM-L6-v2 (:mod:`emocap.sentence_encoder`) how close the label is to each taxonomy
-emotion's names, and mixes the model's own class features of those emotions into the label's own feature:
+None), the bridge mixes the model's own class features of the emotions the label means into the label's own
+feature. Which emotions, and how much:
 
-* ``closeness[e]`` = the highest cosine between ``"a face that looks <label>"`` and ``"a face that looks <name>"``
-  over emotion ``e``'s names (canonical, adjective, synonyms in ``emocap/data/labels.json``);
-* ``bridged`` = the emotions' class features (the model's own prompts) weighted by ``softmax(closeness / 0.02)``;
-* the share of ``bridged`` in the label's feature rises from 0 at a best closeness of 0.70 to 0.6 at 0.80 and
-  above; the label's own feature keeps the rest. A phrase of facial actions ("raised eyebrows and a wide open
-  mouth") is far from every emotion name, so it keeps the own tower's reading, which the captions taught. Any
-  other label is drawn toward the emotions the encoder puts nearest, even a nonsense word (``"quux"``: share 0.4,
-  toward neutral); :meth:`WordBridge.describe` says what it does to each label, and ``emocap classify`` prints it.
+* **WordNet first** (:mod:`emocap.word_lexicon`): a word WordNet links to taxonomy emotions (a shared sense, or
+  one or two meaning-keeping relations away: "irate", "gleeful", "hit the roof") takes those emotions with
+  WordNet's weights; the bridged share is 0.8 (0.6 for a link two relations away);
+* **the sentence encoder elsewhere** (all-MiniLM-L6-v2, :mod:`emocap.sentence_encoder`, loaded only then):
+  ``closeness[e]`` = the highest cosine between ``"a face that looks <label>"`` and ``"a face that looks
+  <name>"`` over emotion ``e``'s names (canonical, adjective, synonyms in ``emocap/data/labels.json``); the
+  emotions are weighted by ``softmax(closeness / 0.02)``; the share rises from 0 at a best closeness of 0.70 to
+  0.6 at 0.80 and above. A phrase of facial actions ("raised eyebrows and a wide open mouth") is far from every
+  emotion name, so it keeps the own tower's reading, which the captions taught. Any other label is drawn toward
+  the emotions the encoder puts nearest, even a nonsense word (``"quux"``: share 0.4, toward neutral).
 
-Taxonomy names never take this path, so the canonical results of a model are unchanged. Settings were chosen on
-FER+ valid with the tuning lists only (``openvocab-tune``, ``behaviour-phrases-tune``; docs/labels.md, "Words
-outside the taxonomy"); :data:`BRIDGE_ID` names them, and :func:`bridge_identity` (with the encoder's weights)
-goes into cache keys and result records.
+The label's own feature keeps the rest of the share. :meth:`WordBridge.describe` says what the bridge does to
+each label and where from, and ``emocap classify`` prints it. Taxonomy names never take this path, so the
+canonical results of a model are unchanged. Settings were chosen on FER+ valid with the tuning lists only
+(``openvocab-tune``, ``behaviour-phrases-tune``; docs/labels.md, "Words outside the taxonomy"); :data:`BRIDGE_ID`
+names them, and :func:`bridge_identity` (with the encoder's weights and the WordNet table's hash) goes into cache
+keys and result records.
 """
 
 from __future__ import annotations
@@ -46,8 +50,11 @@ TEMPERATURE = 0.02
 OWN_SHARE = 0.4
 #: best gate closeness where bridging starts (share 0) and where it is full (share 1 - OWN_SHARE)
 GATE_LOW, GATE_HIGH = 0.70, 0.80
+#: the bridged share of a label WordNet links to emotions (emocap/word_lexicon.py), by the link's depth 0, 1, 2
+LEXICON_SHARE = (0.8, 0.8, 0.6)
 BRIDGE_SETTINGS = {"encoder": "all-MiniLM-L6-v2", "gate_template": GATE_TEMPLATE, "template": BRIDGE_TEMPLATE,
-                   "temperature": TEMPERATURE, "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH]}
+                   "temperature": TEMPERATURE, "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH],
+                   "lexicon_share": list(LEXICON_SHARE)}
 #: identifies the bridge's behaviour in cache keys and result records ("off" when a classifier turns it off)
 BRIDGE_ID = "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS, sort_keys=True, separators=(",", ":"))
 
@@ -57,14 +64,17 @@ _SHARED_NAME_VECTORS: Dict[str, np.ndarray] = {}
 
 @functools.lru_cache(maxsize=1)
 def bridge_identity() -> str:
-    """:data:`BRIDGE_ID` plus the installed encoder's weights fingerprint (``@unavailable`` without it): what
-    cache keys and result records carry, so features made with other weights are never served."""
+    """:data:`BRIDGE_ID` plus the installed encoder's weights fingerprint (``@unavailable`` without it) and the
+    WordNet table's hash: what cache keys and result records carry, so features made with other weights or another
+    table are never served."""
     from .sentence_encoder import SentenceEncoderUnavailable, sentence_model_dir, weights_fingerprint
+    from .word_lexicon import lexicon_id
 
     try:
-        return f"{BRIDGE_ID}@{weights_fingerprint(sentence_model_dir())}"
+        encoder = weights_fingerprint(sentence_model_dir())
     except (SentenceEncoderUnavailable, OSError):
-        return f"{BRIDGE_ID}@unavailable"
+        encoder = "unavailable"
+    return f"{BRIDGE_ID}@{encoder}+{lexicon_id()}"
 
 
 class WordBridgeUnavailableWarning(UserWarning):
@@ -87,10 +97,13 @@ class WordBridge:
     """Closeness of labels to the taxonomy's emotions, and the bridged class features built from it.
 
     ``encoder`` turns texts into L2-normalised sentence vectors (default: the shared all-MiniLM-L6-v2,
-    loaded on first use)."""
+    loaded on first use, and only for labels WordNet does not link); ``lexicon=False`` leaves WordNet out (every
+    label then goes to the encoder)."""
 
-    def __init__(self, encoder: Optional[Callable[[Sequence[str]], np.ndarray]] = None):
+    def __init__(self, encoder: Optional[Callable[[Sequence[str]], np.ndarray]] = None, lexicon: bool = True):
         self._encoder = encoder
+        self.use_lexicon = lexicon
+        self.unavailable: Optional[str] = None  # why the encoder could not be used, once it failed
         self.emotions, self._names = _emotion_names()
         self._owner = np.array([e for _, e in self._names])
         # the names' vectors per template: shared by every bridge on the shared encoder (a classifier per label
@@ -129,24 +142,64 @@ class WordBridge:
         weights = np.exp(logits)
         return share, weights / weights.sum(axis=1, keepdims=True)
 
+    def _links(self, labels: Sequence[str], kept: Sequence[int]) -> List[Optional[Tuple[int, np.ndarray]]]:
+        """Per label, (depth, weights over ``kept``) from WordNet (:mod:`emocap.word_lexicon`), or None where WordNet
+        links it to none of those emotions (or the lexicon is off)."""
+        if not self.use_lexicon:
+            return [None] * len(labels)
+        from . import word_lexicon
+
+        out: List[Optional[Tuple[int, np.ndarray]]] = []
+        for label in labels:
+            link = word_lexicon.lookup(label)
+            weights = None if link is None else \
+                np.array([link.emotions.get(self.emotions[i], 0.0) for i in kept], dtype=np.float64)
+            out.append((link.depth, weights / weights.sum()) if weights is not None and weights.sum() > 0 else None)
+        return out
+
+    def _plan(self, labels: Sequence[str], kept: Optional[Sequence[int]] = None
+              ) -> Tuple[np.ndarray, np.ndarray, List[str]]:
+        kept = list(range(len(self.emotions))) if kept is None else list(kept)
+        links = self._links(labels, kept)
+        share = np.zeros(len(labels), dtype=np.float64)
+        weights = np.zeros((len(labels), len(kept)), dtype=np.float64)
+        rest = [n for n, link in enumerate(links) if link is None]
+        sources = ["wordnet" if link is not None else "encoder" for link in links]
+        if rest:  # the sentence encoder only for labels WordNet does not link (loaded only then)
+            from .sentence_encoder import SentenceEncoderUnavailable
+
+            try:
+                close = self.closeness([labels[n] for n in rest], BRIDGE_TEMPLATE)[:, kept]
+                gate = close if GATE_TEMPLATE == BRIDGE_TEMPLATE else \
+                    self.closeness([labels[n] for n in rest], GATE_TEMPLATE)[:, kept]
+                share[rest], weights[rest] = self.shares(gate, close)
+            except SentenceEncoderUnavailable as e:  # those labels keep the own tower's reading (share 0)
+                self.unavailable = str(e)
+                weights[rest] = 1.0 / len(kept)
+                for n in rest:
+                    sources[n] = "unavailable"
+        for n, link in enumerate(links):
+            if link is not None:
+                share[n], weights[n] = LEXICON_SHARE[min(link[0], len(LEXICON_SHARE) - 1)], link[1]
+        return share, weights, sources
+
     def plan(self, labels: Sequence[str], kept: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(bridged share [N], emotion weights [N, E]) for ``labels``; with ``kept`` (emotion indices), over
-        those emotions only ([N, K] weights)."""
-        close = self.closeness(labels, BRIDGE_TEMPLATE)
-        gate = close if GATE_TEMPLATE == BRIDGE_TEMPLATE else self.closeness(labels, GATE_TEMPLATE)
-        if kept is not None:
-            close, gate = close[:, list(kept)], gate[:, list(kept)]
-        return self.shares(gate, close)
+        those emotions only ([N, K] weights). WordNet's link decides where it has one, the encoder elsewhere."""
+        share, weights, _ = self._plan(labels, kept)
+        return share, weights
 
     def describe(self, labels: Sequence[str], top: int = 2, kept: Optional[Sequence[int]] = None) -> List[dict]:
-        """Per label: ``{"label", "share", "toward": [(emotion, weight), ...]}`` (the ``top`` heaviest emotions),
-        what :meth:`blend` does to it (``kept``: as there); what ``emocap classify`` prints as a note."""
-        share, weights = self.plan(labels, kept)
+        """Per label: ``{"label", "share", "toward": [(emotion, weight), ...], "source": "wordnet" | "encoder"}``
+        (the ``top`` heaviest emotions), what :meth:`blend` does to it (``kept``: as there); what ``emocap
+        classify`` prints as a note."""
+        share, weights, sources = self._plan(labels, kept)
         names = [self.emotions[i] for i in kept] if kept is not None else self.emotions
         out = []
-        for label, s, w in zip(labels, share, weights):
-            order = np.argsort(-w)[:top]
-            out.append({"label": label, "share": float(s), "toward": [(names[i], float(w[i])) for i in order]})
+        for label, s, w, source in zip(labels, share, weights, sources):
+            order = np.argsort(-w, kind="stable")[:top]
+            out.append({"label": label, "share": float(s), "toward": [(names[i], float(w[i])) for i in order],
+                        "source": source})
         return out
 
     def blend(self, labels: Sequence[str], own: np.ndarray, emotion_features: np.ndarray,
@@ -154,7 +207,11 @@ class WordBridge:
         """[N, D] normalised features of ``labels``: ``own`` ([N, D], the own tower's) mixed with the bridged
         feature from ``emotion_features`` ([E, D], the taxonomy emotions' class features in :attr:`emotions`
         order; or [K, D] for the emotions at indices ``kept`` only, the weights renormalised over them)."""
-        share, weights = self.plan(labels, kept)
+        return self.mix(own, emotion_features, *self.plan(labels, kept))
+
+    @staticmethod
+    def mix(own: np.ndarray, emotion_features: np.ndarray, share: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """:meth:`blend` for a plan already made (``share`` [N], ``weights`` [N, K] over ``emotion_features``)."""
         bridged = weights @ emotion_features
         bridged /= np.linalg.norm(bridged, axis=1, keepdims=True)
         mixed = (1.0 - share)[:, None] * own + share[:, None] * bridged
@@ -168,11 +225,12 @@ def bridge_note(described: Sequence[dict], limit: int = 10) -> Optional[str]:
     if not acted:
         return None
     parts = [f"{b['label']!r} -> " + ", ".join(f"{e} {w:.2f}" for i, (e, w) in enumerate(b["toward"])
-                                                if i == 0 or w >= 0.05) + f" (share {b['share']:.2f})"
+                                                if i == 0 or w >= 0.05)
+             + f" (share {b['share']:.2f}, {'WordNet' if b.get('source') == 'wordnet' else 'encoder'})"
              for b in acted[:limit]]
     more = f"; and {len(acted) - limit} more" if len(acted) > limit else ""
-    return ("labels outside the taxonomy drawn toward the emotions a sentence encoder finds them close to "
-            f"(docs/labels.md): {'; '.join(parts)}{more}")
+    return ("labels outside the taxonomy drawn toward the emotions WordNet links them to or a sentence encoder "
+            f"finds them close to (docs/labels.md): {'; '.join(parts)}{more}")
 
 
 def bridge_features(bridge: Optional[WordBridge], labels: Sequence[str], feats,
@@ -191,19 +249,20 @@ def bridge_features(bridge: Optional[WordBridge], labels: Sequence[str], feats,
     kept = [i for i, e in enumerate(bridge.emotions) if usable is None or usable(e)]
     if not kept:
         return feats
-    from .sentence_encoder import SentenceEncoderUnavailable
-
     is_numpy = isinstance(feats, np.ndarray)
     own = feats if is_numpy else feats.detach().float().cpu().numpy()
     emo = emotion_features([bridge.emotions[i] for i in kept])
     emo = emo if isinstance(emo, np.ndarray) else emo.detach().float().cpu().numpy()
-    try:
-        mixed = bridge.blend([labels[i] for i in rows], own[rows], emo, kept)
-    except SentenceEncoderUnavailable as e:
+    share, weights, sources = bridge._plan([labels[i] for i in rows], kept)
+    alone = [labels[i] for i, source in zip(rows, sources) if source == "unavailable"]
+    if alone:
         warnings.warn(WordBridgeUnavailableWarning(
-            f"labels outside the taxonomy ({', '.join(repr(labels[i]) for i in rows[:5])}"
-            f"{', ...' if len(rows) > 5 else ''}) are encoded by the model's own text tower alone: {e}"), stacklevel=3)
-        return feats
+            f"labels outside the taxonomy that WordNet does not link ({', '.join(map(repr, alone[:5]))}"
+            f"{', ...' if len(alone) > 5 else ''}) are encoded by the model's own text tower alone: "
+            f"{bridge.unavailable}"), stacklevel=3)
+        if len(alone) == len(rows):
+            return feats
+    mixed = bridge.mix(own[rows], emo, share, weights)
     out = np.array(own, dtype=np.float32, copy=True)
     out[rows] = mixed
     if is_numpy:

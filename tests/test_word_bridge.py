@@ -132,9 +132,15 @@ def test_a_missing_sentence_encoder_warns_and_keeps_the_own_features():
 
     bridge = wb.WordBridge(encoder=missing)
     feats = np.eye(2, 4, dtype=np.float32)
-    with pytest.warns(wb.WordBridgeUnavailableWarning, match="'elated'.*own text tower alone.*not installed"):
-        out = wb.bridge_features(bridge, ["elated", "anger"], feats, lambda e: np.eye(len(e), 4, dtype=np.float32))
+    emo = lambda e: np.random.default_rng(0).normal(size=(len(e), 4)).astype(np.float32)  # noqa: E731
+    with pytest.warns(wb.WordBridgeUnavailableWarning, match="'full of glee'.*own text tower alone.*not installed"):
+        out = wb.bridge_features(bridge, ["full of glee", "anger"], feats, emo)
     assert out is feats
+    # a word WordNet links is still bridged without the encoder; only the other label keeps its own reading
+    feats = np.eye(3, 4, dtype=np.float32)
+    with pytest.warns(wb.WordBridgeUnavailableWarning, match="WordNet does not link \\('full of glee'\\)"):
+        out = wb.bridge_features(bridge, ["wrathful", "full of glee", "anger"], feats, emo)
+    assert np.isfinite(out).all() and not np.allclose(out[0], feats[0]) and np.allclose(out[1:], feats[1:])
 
 
 # ----------------------------------------------------------------------- the real encoder and the default model
@@ -213,7 +219,8 @@ def test_eval_keys_and_records_name_the_bridge_only_where_it_acts():
     assert on.word_bridge_id == wb.bridge_identity() and off.word_bridge_id == "off"
     # the identity names the installed encoder's weights: other weights, other keys
     from emocap.sentence_encoder import sentence_model_dir, weights_fingerprint
-    assert wb.bridge_identity() == f"{wb.BRIDGE_ID}@{weights_fingerprint(sentence_model_dir())}"
+    from emocap.word_lexicon import lexicon_id
+    assert wb.bridge_identity() == f"{wb.BRIDGE_ID}@{weights_fingerprint(sentence_model_dir())}+{lexicon_id()}"
 
 
 def test_bridged_labels_and_the_classify_note(default_pair, capsys):
