@@ -5,7 +5,9 @@ word of the tuning list (``openvocab-tune``; the report lists are never read) an
 single-word entry of the NRC Emotion Lexicon that names exactly one of the six basic emotions FER+ shares (minus
 every taxonomy word and every word of the shipped lists), the emotion whose taxonomy names are closest in the
 encoder's space is taken as the word's class (FER+'s 8 classes only); the balanced accuracy over classes is
-printed per sentence template and per way of pooling a class's names. It also prints the words-alone closeness
+printed per sentence template and per way of pooling a class's names, then for WordNet's links
+(:mod:`emocap.word_lexicon`, as the bridge uses them: up to its depth, the encoder's "face best" route for words
+WordNet does not link to one of the 8 classes) with the share of words WordNet decides. It also prints the words-alone closeness
 (the best cosine with any emotion name, no template) that a gate on the words alone would read, for the tuning
 words and for ``--words``. Usage (from the repo root; under a minute)::
 
@@ -19,9 +21,10 @@ import json
 
 import numpy as np
 
-from emocap import taxonomy
+from emocap import taxonomy, word_lexicon
 from emocap.sentence_encoder import SentenceEncoder
 from emocap.vocabularies import bundled_vocabularies, load_vocabulary
+from emocap.word_bridge import LEXICON_MAX_DEPTH
 
 TEMPLATES = {"word": "{}", "feel": "I feel {}", "face": "a face that looks {}"}
 NRC_TO_CLASS = {"joy": "happiness", "anger": "anger", "disgust": "disgust", "fear": "fear", "sadness": "sadness",
@@ -71,6 +74,20 @@ def main() -> None:
                     scores = np.stack([np.sort(sims[:, owner == c], 1)[:, -k:].mean(1) for c in range(len(classes))], 1)
                 cells.append(f"{balanced_accuracy(scores.argmax(1), y):.1f}")
             print(f"{key} {pooling} | " + " | ".join(cells))
+    face = enc.encode([TEMPLATES["face"].format(n) for n, _ in anchors])
+    cells = []
+    for words in sets.values():
+        sims = enc.encode([TEMPLATES["face"].format(w) for w, _ in words]) @ face.T
+        pred = np.stack([sims[:, owner == c].max(1) for c in range(len(classes))], 1).argmax(1)
+        linked = 0
+        for n, (word, _) in enumerate(words):
+            link = word_lexicon.lookup(word)
+            weights = [link.emotions.get(c, 0.0) for c in classes] if link and link.depth <= LEXICON_MAX_DEPTH else []
+            if sum(weights) > 0:
+                pred[n], linked = int(np.argmax(weights)), linked + 1
+        y = np.array([c for _, c in words])
+        cells.append(f"{balanced_accuracy(pred, y):.1f} (WordNet decides {100 * linked / len(words):.0f}%)")
+    print("WordNet, then face best | " + " | ".join(cells))
     all_names = [n for ns in names.values() for n in ns]
     name_vecs = enc.encode(all_names)
     tune_words = [w for w, _ in sets["openvocab-tune"]]

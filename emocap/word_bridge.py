@@ -52,9 +52,11 @@ OWN_SHARE = 0.4
 GATE_LOW, GATE_HIGH = 0.70, 0.80
 #: the bridged share of a label WordNet links to emotions (emocap/word_lexicon.py), by the link's depth 0, 1, 2
 LEXICON_SHARE = (0.8, 0.8, 0.6)
+#: WordNet links further than this many relations are not used (the table holds up to word_lexicon.MAX_DEPTH)
+LEXICON_MAX_DEPTH = 2
 BRIDGE_SETTINGS = {"encoder": "all-MiniLM-L6-v2", "gate_template": GATE_TEMPLATE, "template": BRIDGE_TEMPLATE,
                    "temperature": TEMPERATURE, "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH],
-                   "lexicon_share": list(LEXICON_SHARE)}
+                   "lexicon_share": list(LEXICON_SHARE), "lexicon_max_depth": LEXICON_MAX_DEPTH}
 #: identifies the bridge's behaviour in cache keys and result records ("off" when a classifier turns it off)
 BRIDGE_ID = "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS, sort_keys=True, separators=(",", ":"))
 
@@ -152,6 +154,7 @@ class WordBridge:
         out: List[Optional[Tuple[int, np.ndarray]]] = []
         for label in labels:
             link = word_lexicon.lookup(label)
+            link = link if link is not None and link.depth <= LEXICON_MAX_DEPTH else None
             weights = None if link is None else \
                 np.array([link.emotions.get(self.emotions[i], 0.0) for i in kept], dtype=np.float64)
             out.append((link.depth, weights / weights.sum()) if weights is not None and weights.sum() > 0 else None)
