@@ -86,8 +86,8 @@ class ZeroShotClassifier:
         it changes the module in place, so it is off for models passed in by the caller. ``onnx_towers``
         (:meth:`from_pretrained` with ``runtime="onnx"``): the towers run in ONNX Runtime on the CPU, the rest
         (preprocessing, prompts, class weights, scores) is unchanged; ``model`` then only gives its config.
-        ``word_bridge``: labels outside the taxonomy also draw on a pretrained sentence encoder
-        (:mod:`emocap.word_bridge`); ``False`` encodes them with the model's own text tower alone. ``None`` (the
+        ``word_bridge``: labels outside the taxonomy also draw on WordNet's links and a pretrained sentence
+        encoder (:mod:`emocap.word_bridge`); ``False`` encodes them with the model's own text tower alone. ``None`` (the
         default): on for models emocap made (their config carries emocap's metadata), whose text towers know only
         their caption words; off for generic open_clip models, whose text towers learned English."""
         self.model = model
@@ -214,7 +214,7 @@ class ZeroShotClassifier:
 
     def bridged_labels(self, labels: Optional[Sequence[str]] = None) -> List[dict]:
         """What the word bridge does to the labels outside the taxonomy (default: the classifier's labels): one
-        ``{"label", "share", "toward": [(emotion, weight), ...]}`` per such label
+        ``{"label", "share", "toward": [(emotion, weight), ...], "source"}`` per such label
         (:meth:`emocap.word_bridge.WordBridge.describe`); empty without a bridge or when all are taxonomy names."""
         labels = taxonomy.label_set(labels) if labels is not None else self.labels
         outside = [label for label in labels if needs_bridge(label)]

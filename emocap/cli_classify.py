@@ -88,7 +88,7 @@ def _add_model_options(p) -> None:
                    "'a photo of a {} face.' (default: the model's)")
     p.add_argument("--no-word-bridge", action="store_true",
                    help="encode labels outside the taxonomy with the model's own text tower alone, without the "
-                        "sentence encoder's bridge to the taxonomy's emotions (docs/labels.md)")
+                        "word bridge to the taxonomy's emotions (WordNet, sentence encoder; docs/labels.md)")
 
 
 def _add_video_options(p, table_default: str) -> None:

@@ -330,8 +330,8 @@ def _limits_section(config: dict) -> List[str]:
              "pipeline); plain open_clip callers must crop faces themselves.",
              "- The text tower knows the words of its training captions; label names far from them are scored "
              "through their sub-word tokens and the class descriptions of the prompt set, and in emocap through "
-             "the word bridge, which draws a label toward the taxonomy emotions a pretrained sentence encoder "
-             "finds it close to (plain open_clip has no bridge). Check new label names on labelled data first "
+             "the word bridge, which draws a label toward the taxonomy emotions WordNet links it to or a pretrained "
+             "sentence encoder finds it close to (plain open_clip has no bridge). Check new label names on labelled data first "
              "(`emocap eval --class-names`, `--vocabulary`).",
              "- Facial expressions are not felt emotions: the model scores what a face shows, with the biases of its "
              "training data and its annotators. Do not use it to make decisions about people."]

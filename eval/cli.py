@@ -119,7 +119,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="use the prompt set's templates only, not its class descriptions")
     p.add_argument("--no-word-bridge", action="store_true",
                    help="encode names outside the taxonomy with the model's own text tower alone, without the "
-                        "sentence encoder's bridge to the taxonomy's emotions (docs/labels.md)")
+                        "word bridge to the taxonomy's emotions (WordNet, sentence encoder; docs/labels.md)")
     p.add_argument("--option", nargs="+", default=[], metavar="KEY=VALUE",
                    help="loader options of the benchmark, e.g. frames=16 (video sets), angles=all (KDEF)")
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default: 64)")
