@@ -77,10 +77,11 @@ def main() -> None:
         rate_words.append(b)
         ratios.append(b / a)
         print(f"round: load {loads[-1]:.2f} s, words cold {cold[-1]:.3f} s / warm {warm[-1]:.3f} s / own "
-              f"{own[-1]:.3f} s, phrases cold {phrase_cold[-1]:.2f} s / warm {phrase_warm[-1]:.3f} s, images/s canonical {a:.0f} words {b:.0f} (ratio {b / a:.2f})", flush=True)
+              f"{own[-1]:.3f} s, phrases cold {phrase_cold[-1]:.2f} s / warm {phrase_warm[-1]:.3f} s, "
+              f"images/s canonical {a:.0f} words {b:.0f} (ratio {b / a:.2f})", flush=True)
     out.update({"load_s": spread(loads), "text_bridge_cold_s": spread(cold), "text_bridge_warm_s": spread(warm),
-                "text_own_only_s": spread(own),
-                "phrases_bridge_cold_s": spread(phrase_cold), "phrases_bridge_warm_s": spread(phrase_warm), "images_per_s_canonical": spread(rate_canon),
+                "text_own_only_s": spread(own), "phrases_bridge_cold_s": spread(phrase_cold),
+                "phrases_bridge_warm_s": spread(phrase_warm), "images_per_s_canonical": spread(rate_canon),
                 "images_per_s_words": spread(rate_words), "rate_ratio_words_over_canonical": spread(ratios)})
     print(json.dumps(out, indent=1))
     if args.out:

@@ -7,8 +7,8 @@ every taxonomy word and every word of the shipped lists), the emotion whose taxo
 encoder's space is taken as the word's class (FER+'s 8 classes only); the balanced accuracy over classes is
 printed per sentence template and per way of pooling a class's names, then for WordNet's links
 (:mod:`emocap.word_lexicon`, as the bridge uses them: up to its depth, the encoder's "face best" route for words
-WordNet does not link to one of the 8 classes) with the share of words WordNet decides. It also prints the words-alone closeness
-(the best cosine with any emotion name, no template) that a gate on the words alone would read, for the tuning
+WordNet does not link to one of the 8 classes) with the share of words WordNet decides. It also prints the
+words-alone closeness (the best cosine with any emotion name, no template) that a gate on the words alone would read, for the tuning
 words and for ``--words``. Usage (from the repo root; under a minute)::
 
     OMP_NUM_THREADS=2 python benchmarks/word_routing.py [--nrc nrc_en.json] [--words quux table]

@@ -34,7 +34,7 @@ import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Protocol, Sequence
 
 from . import taxonomy
 
@@ -100,12 +100,17 @@ def anchors_hash(names: Optional[Mapping[str, Sequence[str]]] = None) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- building
-class Graph:
+class Graph(Protocol):
     """What :func:`link_words` reads from a lexical database; :class:`_NltkWordNet` adapts nltk's reader."""
 
-    senses: Callable[[str], List[object]]  # a word's senses, most frequent first
-    topic: Callable[[object], str]  # a sense's lexicographer file, e.g. "noun.feeling"
-    neighbours: Callable[[object], List[object]]  # senses one meaning-keeping relation away
+    def senses(self, word: str) -> List[object]:
+        """A word's senses, most frequent first."""
+
+    def topic(self, sense) -> str:
+        """A sense's lexicographer file, e.g. ``"noun.feeling"``."""
+
+    def neighbours(self, sense) -> List[object]:
+        """Senses one meaning-keeping relation away."""
 
 
 def _first_hit(graph: Graph, anchors: Mapping[object, Iterable[str]], word: str) -> Optional[LexiconLink]:

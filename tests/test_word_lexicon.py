@@ -69,7 +69,8 @@ def test_link_words_takes_the_first_depth_that_reaches_an_anchor_with_sense_and_
     assert links["glad"] == wl.LexiconLink(0, {"happiness": 1.0})  # shares the anchor sense
     assert links["beaming"] == wl.LexiconLink(1, {"happiness": 1.0})  # one step away; the key is normalised
     # first sense weight 1 -> happiness, second sense weight 1/2 -> surprise, both one step away
-    assert links["jolly"].depth == 1 and links["jolly"].emotions == pytest.approx({"happiness": 2 / 3, "surprise": 1 / 3}, abs=1e-4)
+    assert links["jolly"].depth == 1
+    assert links["jolly"].emotions == pytest.approx({"happiness": 2 / 3, "surprise": 1 / 3}, abs=1e-4)
     assert links["uneasy glee"].emotions == pytest.approx({"happiness": 0.5, "surprise": 0.5})
     assert "rock" not in links  # the artifact sense of "shock" anchors nothing
     assert "far" not in links  # four steps away: past MAX_DEPTH
@@ -107,3 +108,11 @@ def test_a_wordnet_link_outside_the_usable_emotions_falls_back_to_the_encoder():
     share, weights = bridge.plan(["wrathful", "joyous"], kept=kept)  # anger cannot be encoded by this prompt set
     assert weights.shape == (2, 2) and weights[1] == pytest.approx([1.0, 0.0])
     assert len(calls) == 2 and calls[1] == [wb.BRIDGE_TEMPLATE.format("wrathful")]
+
+
+def test_the_builder_refuses_a_folder_that_is_not_wordnet(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not WordNet")
+    with pytest.raises(SystemExit):
+        wl.main(["--wordnet", str(tmp_path), "--out", str(tmp_path / "links.json")])
+    assert "not a WordNet dict folder (no data.adj)" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written
