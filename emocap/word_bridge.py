@@ -8,7 +8,9 @@ feature. Which emotions, and how much:
 
 * **WordNet first** (:mod:`emocap.word_lexicon`): a word WordNet links to taxonomy emotions (a shared sense, or
   one or two meaning-keeping relations away: "irate", "gleeful", "hit the roof") takes those emotions with
-  WordNet's weights; the bridged share is 0.8 (0.6 for a link two relations away);
+  WordNet's weights; the bridged share is 0.8 (0.6 for a link two relations away). A compound of taxonomy names
+  and such words ("neutral and sad", "happily surprised"; no negation) takes the mean of its words' emotions
+  with share 1.0 (:func:`emocap.word_lexicon.link_label`);
 * **the sentence encoder elsewhere** (all-MiniLM-L6-v2, :mod:`emocap.sentence_encoder`, loaded only then):
   ``closeness[e]`` = the highest cosine between ``"a face that looks <label>"`` and ``"a face that looks
   <name>"`` over emotion ``e``'s names (canonical, adjective, synonyms in ``emocap/data/labels.json``); the
@@ -54,11 +56,23 @@ GATE_LOW, GATE_HIGH = 0.70, 0.80
 LEXICON_SHARE = (0.8, 0.8, 0.6)
 #: WordNet links further than this many relations are not used (the table holds up to word_lexicon.MAX_DEPTH)
 LEXICON_MAX_DEPTH = 2
+#: compound labels made of taxonomy names and WordNet-linked words ("happily surprised") take their words' mean
+#: emotions (emocap.word_lexicon.link_label) with this share; None: such labels go to the sentence encoder
+LEXICON_COMPOUND_SHARE: Optional[float] = 1.0
 BRIDGE_SETTINGS = {"encoder": "all-MiniLM-L6-v2", "gate_template": GATE_TEMPLATE, "template": BRIDGE_TEMPLATE,
                    "temperature": TEMPERATURE, "own_share": OWN_SHARE, "gate": [GATE_LOW, GATE_HIGH],
-                   "lexicon_share": list(LEXICON_SHARE), "lexicon_max_depth": LEXICON_MAX_DEPTH}
+                   "lexicon_share": list(LEXICON_SHARE), "lexicon_max_depth": LEXICON_MAX_DEPTH,
+                   "lexicon_compound_share": LEXICON_COMPOUND_SHARE}
+
+
+def settings_id(settings: Optional[dict] = None) -> str:
+    """The bridge's settings (default :data:`BRIDGE_SETTINGS`) as one string: :data:`BRIDGE_ID`."""
+    return "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS if settings is None else settings, sort_keys=True,
+                                        separators=(",", ":"))
+
+
 #: identifies the bridge's behaviour in cache keys and result records ("off" when a classifier turns it off)
-BRIDGE_ID = "minilm-l6-v2:" + json.dumps(BRIDGE_SETTINGS, sort_keys=True, separators=(",", ":"))
+BRIDGE_ID = settings_id()
 
 
 _SHARED_NAME_VECTORS: Dict[str, np.ndarray] = {}
@@ -144,20 +158,24 @@ class WordBridge:
         weights = np.exp(logits)
         return share, weights / weights.sum(axis=1, keepdims=True)
 
-    def _links(self, labels: Sequence[str], kept: Sequence[int]) -> List[Optional[Tuple[int, np.ndarray]]]:
-        """Per label, (depth, weights over ``kept``) from WordNet (:mod:`emocap.word_lexicon`), or None where WordNet
-        links it to none of those emotions (or the lexicon is off)."""
+    def _links(self, labels: Sequence[str], kept: Sequence[int]) -> List[Optional[Tuple[float, np.ndarray]]]:
+        """Per label, (bridged share, weights over ``kept``) from WordNet (:mod:`emocap.word_lexicon`), or None where
+        WordNet links it to none of those emotions (or the lexicon is off)."""
         if not self.use_lexicon:
             return [None] * len(labels)
         from . import word_lexicon
 
-        out: List[Optional[Tuple[int, np.ndarray]]] = []
+        out: List[Optional[Tuple[float, np.ndarray]]] = []
         for label in labels:
-            link = word_lexicon.lookup(label)
+            link = word_lexicon.link_label(label) if LEXICON_COMPOUND_SHARE is not None else word_lexicon.lookup(label)
             link = link if link is not None and link.depth <= LEXICON_MAX_DEPTH else None
             weights = None if link is None else \
                 np.array([link.emotions.get(self.emotions[i], 0.0) for i in kept], dtype=np.float64)
-            out.append((link.depth, weights / weights.sum()) if weights is not None and weights.sum() > 0 else None)
+            if weights is None or weights.sum() <= 0:
+                out.append(None)
+                continue
+            share = LEXICON_COMPOUND_SHARE if link.parts > 1 else LEXICON_SHARE[min(link.depth, len(LEXICON_SHARE) - 1)]
+            out.append((share, weights / weights.sum()))
         return out
 
     def _plan(self, labels: Sequence[str], kept: Optional[Sequence[int]] = None
@@ -183,7 +201,7 @@ class WordBridge:
                     sources[n] = "unavailable"
         for n, link in enumerate(links):
             if link is not None:
-                share[n], weights[n] = LEXICON_SHARE[min(link[0], len(LEXICON_SHARE) - 1)], link[1]
+                share[n], weights[n] = link
         return share, weights, sources
 
     def plan(self, labels: Sequence[str], kept: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Protocol
 
 from . import taxonomy
 
-__all__ = ["LexiconLink", "lookup", "lexicon_id", "link_words", "anchors_hash", "normalise", "MAX_DEPTH", "DECAY",
+__all__ = ["LexiconLink", "lookup", "link_label", "FUNCTION_WORDS", "NEGATIONS", "lexicon_id", "link_words", "anchors_hash", "normalise", "MAX_DEPTH", "DECAY",
            "OFF_TOPICS", "TABLE_NAME"]
 
 TABLE_NAME = "wordnet-emotion-links.json"
@@ -56,10 +56,12 @@ OFF_TOPICS = frozenset({
 
 class LexiconLink(NamedTuple):
     """A word's WordNet link: ``depth`` (relation steps to the nearest anchor) and ``emotions`` (taxonomy emotion
-    -> weight, summing to 1, heaviest first)."""
+    -> weight, summing to 1, heaviest first); ``parts``: how many words a compound label's link was composed of
+    (:func:`link_label`; 1 for a table entry)."""
 
     depth: int
     emotions: Dict[str, float]
+    parts: int = 1
 
 
 def normalise(word: str) -> str:
@@ -90,6 +92,44 @@ def lookup(label: str) -> Optional[LexiconLink]:
         return None
     depth, emotions = entry
     return LexiconLink(int(depth), dict(emotions))
+
+
+#: words a compound label may hold besides its emotion words ("happy and surprised", "slightly sad")
+FUNCTION_WORDS = frozenset({"a", "an", "the", "and", "or", "but", "yet", "also", "both", "very", "slightly", "somewhat",
+                            "quite", "rather", "bit", "little", "mildly", "extremely", "really", "so", "too", "at", "once",
+                            "same", "time", "while", "mixed", "with"})
+#: a label holding one of these is never composed from its words ("not happy" is not happiness)
+NEGATIONS = frozenset({"not", "no", "never", "without", "un", "non", "hardly", "barely", "nor", "neither", "isn't",
+                       "isnt", "doesn't", "doesnt", "lack", "lacking"})
+#: at most this many emotion words in a composed label
+MAX_PARTS = 3
+
+
+def link_label(label: str) -> Optional[LexiconLink]:
+    """:func:`lookup` for a whole label, or, for a compound label whose every word besides :data:`FUNCTION_WORDS`
+    is a taxonomy name or a word WordNet links ("happily surprised", "angry and disgusted", at most
+    :data:`MAX_PARTS` such words, no negation), the mean of its words' emotions (a taxonomy name counts as
+    depth 0 and weight 1 on its emotion; the depth is the deepest word's). None otherwise."""
+    whole = lookup(label)
+    words = normalise(label).split()
+    if whole is not None or len(words) < 2 or NEGATIONS.intersection(words):
+        return whole
+    parts = [w for w in words if w not in FUNCTION_WORDS]
+    if not 1 <= len(parts) <= MAX_PARTS:
+        return None
+    links = []
+    for word in parts:
+        canon = taxonomy.canonical_or_none(word)
+        link = LexiconLink(0, {canon: 1.0}) if canon is not None else lookup(word)
+        if link is None:
+            return None
+        links.append(link)
+    mixed: Dict[str, float] = collections.defaultdict(float)
+    for link in links:
+        for emotion, weight in link.emotions.items():
+            mixed[emotion] += weight / len(links)
+    ordered = sorted(mixed.items(), key=lambda kv: (-kv[1], kv[0]))
+    return LexiconLink(max(link.depth for link in links), {e: round(w, 4) for e, w in ordered}, len(links))
 
 
 def anchors_hash(names: Optional[Mapping[str, Sequence[str]]] = None) -> str:

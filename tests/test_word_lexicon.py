@@ -116,3 +116,25 @@ def test_the_builder_refuses_a_folder_that_is_not_wordnet(tmp_path, capsys):
         wl.main(["--wordnet", str(tmp_path), "--out", str(tmp_path / "links.json")])
     assert "not a WordNet dict folder (no data.adj)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written
+
+
+def test_compound_labels_are_composed_from_their_words_and_never_through_a_negation():
+    both = wl.link_label("happy and surprised")
+    assert both.parts == 2 and both.depth == 0 and both.emotions == {"happiness": 0.5, "surprise": 0.5}
+    adverb = wl.link_label("Happily  Surprised")  # a WordNet-linked word and a taxonomy name
+    assert adverb.parts == 2 and adverb.emotions == pytest.approx({"happiness": 0.5, "surprise": 0.5})
+    assert wl.link_label("slightly sad") == wl.LexiconLink(0, {"sadness": 1.0}, 1)  # one emotion word
+    assert wl.link_label("wrathful") == wl.lookup("wrathful")  # a single word: the table's entry
+    assert wl.link_label("hit the roof") == wl.lookup("hit the roof")  # a WordNet phrase: whole, not composed
+    assert wl.link_label("not happy") is None and wl.link_label("happy but not surprised") is None
+    assert wl.link_label("a forced smile") is None  # "forced", "smile": not both linked
+    assert wl.link_label("sad and angry and fearful and disgusted") is None  # more than MAX_PARTS
+    assert wl.link_label("raised eyebrows and a wide open mouth") is None
+
+
+def test_the_bridge_gives_compound_labels_their_own_share():
+    bridge, calls = _counting_bridge()
+    share, weights = bridge.plan(["neutral and sad", "slightly sad"])
+    assert calls == [] and share == pytest.approx([wb.LEXICON_COMPOUND_SHARE, wb.LEXICON_SHARE[0]])
+    neutral, sad = bridge.emotions.index("neutral"), bridge.emotions.index("sadness")
+    assert weights[0, neutral] == pytest.approx(0.5) and weights[0, sad] == pytest.approx(0.5)
