@@ -38,7 +38,7 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Protocol
 
 from . import taxonomy
 
-__all__ = ["LexiconLink", "lookup", "link_label", "FUNCTION_WORDS", "NEGATIONS", "lexicon_id", "link_words", "anchors_hash", "normalise", "MAX_DEPTH", "DECAY",
+__all__ = ["LexiconLink", "lookup", "link_label", "table_words", "FUNCTION_WORDS", "NEGATIONS", "lexicon_id", "link_words", "anchors_hash", "normalise", "MAX_DEPTH", "DECAY",
            "OFF_TOPICS", "TABLE_NAME"]
 
 TABLE_NAME = "wordnet-emotion-links.json"
@@ -82,6 +82,11 @@ def _table() -> dict:
 def lexicon_id() -> str:
     """A short hash of the shipped table (part of the word bridge's identity in cache keys and records)."""
     return "wordnet30:" + hashlib.sha256(_table_bytes()).hexdigest()[:12]
+
+
+def table_words() -> List[str]:
+    """Every word of the shipped table, sorted (normalised keys)."""
+    return sorted(_table()["words"])
 
 
 def lookup(label: str) -> Optional[LexiconLink]:
