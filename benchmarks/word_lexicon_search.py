@@ -39,10 +39,12 @@ SETTINGS = [(None, None)] + [(depth, share) for depth in (1, 2)
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/ferplus")
+    p.add_argument("--model", default="default", help="model id (the settings were chosen on the default before "
+                   "WordNet's words were distilled into it: docs/labels.md)")
     p.add_argument("--compound-out", type=Path, default=None, help="also search the compound share; results here")
     args = p.parse_args()
     warnings.simplefilter("ignore")
-    clf = ZeroShotClassifier.from_pretrained()
+    clf = ZeroShotClassifier.from_pretrained(args.model)
     em = clf.model
     labels = [taxonomy.canonical(n) for n in taxonomy.label_set("ferplus8")]
     val = Validator(args.root, "valid", em.image_size, True, labels)
@@ -59,15 +61,15 @@ def main() -> None:
     print("WordNet max depth | share by depth | openvocab-tune | behaviour-phrases-tune")
     for depth, share in SETTINGS:
         wb.LEXICON_MAX_DEPTH, wb.LEXICON_SHARE = (depth or 0), (share or wb.LEXICON_SHARE)
-        model = ZeroShotClassifier.from_pretrained()  # a fresh text-feature cache per setting
+        model = ZeroShotClassifier.from_pretrained(args.model)  # a fresh text-feature cache per setting
         model.word_bridge.use_lexicon = depth is not None
         cells = [np.mean([uar(model, r) for r in rs]) for rs in rounds.values()]
         print(f"{'off' if depth is None else depth} | {share or '-'} | {cells[0]:.1f} | {cells[1]:.1f}", flush=True)
     if args.compound_out is not None:
-        compound_search(args.root, args.compound_out)
+        compound_search(args.root, args.compound_out, args.model)
 
 
-def compound_search(root: str, out: Path) -> None:
+def compound_search(root: str, out: Path, model: str = "default") -> None:
     """WAR / UAR on FER+ valid's compound pairs for each compound share (None: such labels go to the encoder)."""
     from emocap.eval.cli import main as emocap_main
 
@@ -80,7 +82,7 @@ def compound_search(root: str, out: Path) -> None:
         wb.bridge_identity.cache_clear()
         folder = out / f"compound-share-{share}"
         with contextlib.redirect_stdout(io.StringIO()):  # eval's own report; the line below sums it up
-            emocap_main(["eval", "--model", "default", "--benchmark", "ferplus-compound", "--split", "valid",
+            emocap_main(["eval", "--model", model, "--benchmark", "ferplus-compound", "--split", "valid",
                          "--root", root, "--out", str(folder), "--no-progress", "-q"])
         metrics = json.loads(next(folder.glob("*.json")).read_text())
         print(f"{share} | {100 * metrics['war']:.2f} | {100 * metrics['uar']:.2f}", flush=True)

@@ -188,9 +188,10 @@ def test_default_model_threshold_separates_known_names_from_unknown_words(defaul
         # and with a margin: the closest known pair is well under the threshold
         f = default_clf.class_text_features(labels)
         assert (f @ f.T).fill_diagonal_(0).max() < 0.98
+    # "boredom" and "confusion" are in no caption and not in WordNet's emotion table, so the own text tower reads
+    # them alike; "pain" is in the table (WordNet links it to anger), so the tower was taught it (docs/labels.md)
     pairs, caught = _pairs_of(own_clf, ["pain", "boredom", "confusion"])
-    assert {frozenset(p[:2]) for p in pairs} == {frozenset(x) for x in (("pain", "boredom"), ("pain", "confusion"),
-                                                                        ("boredom", "confusion"))}
+    assert {frozenset(p[:2]) for p in pairs} == {frozenset(("boredom", "confusion"))}
     assert all(c >= 0.98 for _, _, c in pairs) and len(caught) == 1
     assert "'boredom' ~ 'confusion'" in str(caught[0].message)
 
@@ -327,20 +328,20 @@ class FakeLLM(ModelWriter):
 
 def test_model_writer_describes_new_labels_and_the_output_classifies(tmp_path, tiny_model_dir, own_clf):
     writer = FakeLLM()
-    data = describe_classes(["pain", "boredom"], writer, per_level=2, name="mine")
+    data = describe_classes(["confusion", "boredom"], writer, per_level=2, name="mine")
     assert len(writer.calls) == 6 and not data["generated_by"]["fallbacks"]
-    assert data["levels"]["pain"]["short"][0] == LLM_ANSWERS["pain"]["short"]
+    assert data["levels"]["confusion"]["short"][0] == LLM_ANSWERS["confusion"]["short"]
     path = tmp_path / "mine.json"
     class_prompts.write_descriptions(data, str(path))
     ps = load_prompt_set(str(path))
-    assert ps.hash == data["hash"] and ps.texts_for("pain") == data["descriptions"]["pain"]
-    clf = ZeroShotClassifier.from_pretrained(str(tiny_model_dir), labels=["pain", "boredom"], prompts=str(path),
+    assert ps.hash == data["hash"] and ps.texts_for("confusion") == data["descriptions"]["confusion"]
+    clf = ZeroShotClassifier.from_pretrained(str(tiny_model_dir), labels=["confusion", "boredom"], prompts=str(path),
                                              device="cpu")
     probs = clf.predict_proba(Image.new("L", (48, 48), 80))
     assert probs.shape == (1, 2)
     # on the default model's text tower the descriptions make the two words distinguishable (their names alone are not)
-    assert own_clf.indistinguishable_pairs(["pain", "boredom"])
-    assert own_clf.indistinguishable_pairs(["pain", "boredom"], ps) == []
+    assert own_clf.indistinguishable_pairs(["confusion", "boredom"])
+    assert own_clf.indistinguishable_pairs(["confusion", "boredom"], ps) == []
 
 
 def test_model_writer_answers_are_cached_and_changed_inputs_are_asked_again(tmp_path):
