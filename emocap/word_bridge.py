@@ -211,9 +211,10 @@ class WordBridge:
         return share, weights
 
     def describe(self, labels: Sequence[str], top: int = 2, kept: Optional[Sequence[int]] = None) -> List[dict]:
-        """Per label: ``{"label", "share", "toward": [(emotion, weight), ...], "source": "wordnet" | "encoder"}``
-        (the ``top`` heaviest emotions), what :meth:`blend` does to it (``kept``: as there); what ``emocap
-        classify`` prints as a note."""
+        """Per label: ``{"label", "share", "toward": [(emotion, weight), ...], "source"}`` (the ``top`` heaviest
+        emotions; source ``"wordnet"``, ``"encoder"``, or ``"unavailable"`` when the encoder is missing and the label
+        keeps its own reading), what :meth:`blend` does to it (``kept``: as there); what ``emocap classify`` prints
+        as a note."""
         share, weights, sources = self._plan(labels, kept)
         names = [self.emotions[i] for i in kept] if kept is not None else self.emotions
         out = []
