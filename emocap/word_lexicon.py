@@ -38,8 +38,8 @@ from typing import Dict, Iterable, List, Mapping, NamedTuple, Optional, Protocol
 
 from . import taxonomy
 
-__all__ = ["LexiconLink", "lookup", "link_label", "table_words", "FUNCTION_WORDS", "NEGATIONS", "lexicon_id", "link_words", "anchors_hash", "normalise", "MAX_DEPTH", "DECAY",
-           "OFF_TOPICS", "TABLE_NAME"]
+__all__ = ["LexiconLink", "lookup", "link_label", "table_words", "FUNCTION_WORDS", "NEGATIONS", "lexicon_id",
+           "link_words", "anchors_hash", "normalise", "MAX_DEPTH", "DECAY", "OFF_TOPICS", "TABLE_NAME"]
 
 TABLE_NAME = "wordnet-emotion-links.json"
 #: relation steps from a word's senses to an anchor sense (0: the word shares a sense with a taxonomy name)
@@ -100,9 +100,10 @@ def lookup(label: str) -> Optional[LexiconLink]:
 
 
 #: words a compound label may hold besides its emotion words ("happy and surprised", "slightly sad")
-FUNCTION_WORDS = frozenset({"a", "an", "the", "and", "or", "but", "yet", "also", "both", "very", "slightly", "somewhat",
-                            "quite", "rather", "bit", "little", "mildly", "extremely", "really", "so", "too", "at", "once",
-                            "same", "time", "while", "mixed", "with"})
+FUNCTION_WORDS = frozenset({
+    "a", "an", "the", "and", "or", "but", "yet", "also", "both", "very", "slightly", "somewhat", "quite", "rather",
+    "bit", "little", "mildly", "extremely", "really", "so", "too", "at", "once", "same", "time", "while", "mixed",
+    "with"})
 #: a label holding one of these is never composed from its words ("not happy" is not happiness)
 NEGATIONS = frozenset({"not", "no", "never", "without", "un", "non", "hardly", "barely", "nor", "neither", "isn't",
                        "isnt", "doesn't", "doesnt", "lack", "lacking"})

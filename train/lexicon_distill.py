@@ -118,8 +118,8 @@ def distill(model_id: str, caption_dir: Path, out: Path, epochs: int = 3, lr: fl
         targets_by_emotion = clf.class_text_features(emotions).float()
     protected = protected_tokens(tokenizer, known_texts(caption_dir))
     settings = {"model": model_id, "epochs": epochs, "lr": lr, "batch_size": batch_size, "seed": seed,
-                "words": len(words), "words_hash": hashlib.sha256("\n".join(words).encode()).hexdigest()[:12], "templates": templates, "table": word_lexicon.lexicon_id(),
-                "protected_tokens": len(protected)}
+                "words": len(words), "words_hash": hashlib.sha256("\n".join(words).encode()).hexdigest()[:12],
+                "templates": templates, "table": word_lexicon.lexicon_id(), "protected_tokens": len(protected)}
     out.mkdir(parents=True, exist_ok=True)
     embedding = model.token_embedding.weight
     before = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -130,17 +130,8 @@ def distill(model_id: str, caption_dir: Path, out: Path, epochs: int = 3, lr: fl
     trainable[protected] = 0.0
     optimizer = torch.optim.Adam([embedding], lr=lr)
     generator = torch.Generator().manual_seed(seed)
-    first_epoch = 0
     checkpoint = out / CHECKPOINT_NAME
-    if checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
-        if state["settings"] != json.dumps(settings, sort_keys=True):
-            raise ValueError(f"{checkpoint} was written with other settings; remove it or use another --out")
-        with torch.no_grad():
-            embedding.copy_(state["embedding"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        first_epoch = state["epoch"] + 1
+    first_epoch = _resume(checkpoint, settings, embedding, optimizer, generator)
     model.eval()
     pairs = [(w, t) for w in range(len(words)) for t in range(len(templates))]
     step = first_epoch * ((len(pairs) + batch_size - 1) // batch_size)
@@ -167,7 +158,7 @@ def distill(model_id: str, caption_dir: Path, out: Path, epochs: int = 3, lr: fl
         torch.save({"settings": json.dumps(settings, sort_keys=True), "epoch": epoch,
                     "embedding": embedding.detach().clone(), "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(), "loss": total / len(pairs)}, tmp)
-        os.replace(tmp, checkpoint)
+        os.replace(tmp, checkpoint)  # a kill before this line resumes from the previous epoch's checkpoint
         fault_point("checkpoint-committed", step)
     bar.close()
     embedding.requires_grad_(False)
@@ -175,6 +166,21 @@ def distill(model_id: str, caption_dir: Path, out: Path, epochs: int = 3, lr: fl
     loss = torch.load(checkpoint, weights_only=True)["loss"] if checkpoint.exists() else None
     meta = {"lexicon_distill": {**settings, "final_loss": loss}}
     return save_model(em, out, meta=meta, fp16=fp16)
+
+
+def _resume(checkpoint: Path, settings: dict, embedding: torch.Tensor, optimizer, generator) -> int:
+    """The first epoch still to run: 0, or the one after the checkpoint's (whose state is loaded into
+    ``embedding``, ``optimizer`` and ``generator``); a checkpoint of other settings is refused."""
+    if not checkpoint.exists():
+        return 0
+    state = torch.load(checkpoint, weights_only=True)
+    if state["settings"] != json.dumps(settings, sort_keys=True):
+        raise ValueError(f"{checkpoint} was written with other settings; remove it or use another --out")
+    with torch.no_grad():
+        embedding.copy_(state["embedding"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    return state["epoch"] + 1
 
 
 def _check_unchanged(after: dict, before: dict, protected: torch.Tensor) -> None:
