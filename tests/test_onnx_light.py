@@ -79,10 +79,15 @@ def test_onnx_classify_imports_no_torch(default_onnx):
         f"clf = ZeroShotClassifier.from_pretrained({str(default_onnx)!r}, runtime='onnx')\n"
         f"faces = clf.predict([{str(photo)!r}], detect_faces=True)[0]\n"
         f"probs = clf.predict_proba([{str(photo)!r}])\n"
+        # words outside the taxonomy that WordNet links: bridged from the table, still without torch
+        f"words = ZeroShotClassifier.from_pretrained({str(default_onnx)!r}, runtime='onnx',\n"
+        "    labels=['irate', 'joyous', 'serene'])\n"
+        f"bridged = [b['source'] for b in words.bridged_labels()]\n"
+        f"word_top = words.predict([{str(photo)!r}], detect_faces=True)[0][0]['predictions'][0]['label']\n"
         f"code = main(['classify', '--runtime', 'onnx', '--model', {str(default_onnx)!r}, {str(photo)!r}, '-q'])\n"
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "print(json.dumps({'heavy': heavy, 'faces': len(faces), 'top': faces[0]['predictions'][0]['label'],"
-        " 'shape': list(probs.shape), 'code': code}))\n")
+        " 'shape': list(probs.shape), 'code': code, 'bridged': bridged, 'word_top': word_top}))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
@@ -90,6 +95,7 @@ def test_onnx_classify_imports_no_torch(default_onnx):
     assert report["heavy"] == []
     assert report["faces"] == 1 and report["top"] == "happiness" and report["code"] == 0
     assert report["shape"] == [1, 8]
+    assert report["bridged"] == ["wordnet"] * 3 and report["word_top"] == "joyous"
 
 
 def test_light_path_agrees_with_torch_on_real_photos(default_onnx, wild_images, ferplus_crops):
