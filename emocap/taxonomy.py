@@ -25,6 +25,7 @@ __all__ = [
     "label_set",
     "clean_labels",
     "label_key",
+    "normalise_name",
     "benchmark_label_map",
     "benchmark_names",
     "display_name",
@@ -57,7 +58,9 @@ def _data() -> dict:
     return json.loads(text)
 
 
-def _normalise(name: str) -> str:
+def normalise_name(name: str) -> str:
+    """The form names are looked up in: lower case, ``_`` and ``-`` as spaces, single spaces, no outer spaces
+    (``"Grossed_Out "`` -> ``"grossed out"``); also the key of word lists and of WordNet's emotion table."""
     return " ".join(str(name).strip().lower().replace("_", " ").replace("-", " ").split())
 
 
@@ -65,9 +68,9 @@ def _normalise(name: str) -> str:
 def _synonym_index() -> Dict[str, str]:
     index: Dict[str, str] = {}
     for canon, entry in _data()["emotions"].items():
-        index[_normalise(canon)] = canon
+        index[normalise_name(canon)] = canon
         for syn in entry["synonyms"]:
-            index[_normalise(syn)] = canon
+            index[normalise_name(syn)] = canon
     return index
 
 
@@ -77,7 +80,7 @@ BASIC8: List[str] = list(_data()["label_sets"]["basic8"])
 
 def canonical_or_none(name: str) -> Optional[str]:
     """Canonical emotion for ``name`` (any case, synonym or native dataset code), or ``None``."""
-    return _synonym_index().get(_normalise(name))
+    return _synonym_index().get(normalise_name(name))
 
 
 def canonical(name: str) -> str:

@@ -23,13 +23,9 @@ PURPOSES = ("tuning", "report")
 _BUNDLED_DIR = "data/vocabularies"
 
 
-def _normalise(word: str) -> str:
-    return " ".join(str(word).strip().lower().replace("_", " ").replace("-", " ").split())
-
-
 def taxonomy_words() -> List[str]:
     """Every emotion word of ``emocap/data/labels.json``: canonical names, adjectives and synonyms (normalised)."""
-    return sorted({_normalise(name) for names in taxonomy.names_by_emotion().values() for name in names})
+    return sorted({taxonomy.normalise_name(name) for names in taxonomy.names_by_emotion().values() for name in names})
 
 
 @dataclass(frozen=True)
@@ -52,7 +48,7 @@ class Vocabulary:
     def words_in_taxonomy(self) -> List[str]:
         """Words of this list that the taxonomy knows (none in a shipped list: those are not unseen words)."""
         known = set(taxonomy_words())
-        return [w for words in self.classes.values() for w in words if _normalise(w) in known]
+        return [w for words in self.classes.values() for w in words if taxonomy.normalise_name(w) in known]
 
     def describe(self) -> dict:
         """What a result record keeps of the list."""
@@ -84,7 +80,7 @@ def _parse(data: object, where: str, default_name: str) -> Vocabulary:
                 or not all(isinstance(w, str) and w.strip() for w in words)):
             raise ValueError(f"{where}: class {key!r} needs a non-empty list of non-empty words")
         for w in words:
-            norm = _normalise(w)
+            norm = taxonomy.normalise_name(w)
             if norm in seen:
                 raise ValueError(f"{where}: word {w!r} appears twice (classes {seen[norm]!r} and {canon!r}); "
                                  "each word must name one class")

@@ -64,9 +64,8 @@ class LexiconLink(NamedTuple):
     parts: int = 1
 
 
-def normalise(word: str) -> str:
-    """The table's key for a label: lower case, ``_`` and ``-`` as spaces, single spaces."""
-    return " ".join(str(word).strip().lower().replace("_", " ").replace("-", " ").split())
+#: the table's key for a label: the taxonomy's name form (lower case, ``_`` and ``-`` as spaces, single spaces)
+normalise = taxonomy.normalise_name
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,8 +133,12 @@ def link_label(label: str) -> Optional[LexiconLink]:
     for link in links:
         for emotion, weight in link.emotions.items():
             mixed[emotion] += weight / len(links)
-    ordered = sorted(mixed.items(), key=lambda kv: (-kv[1], kv[0]))
-    return LexiconLink(max(link.depth for link in links), {e: round(w, 4) for e, w in ordered}, len(links))
+    return LexiconLink(max(link.depth for link in links), _heaviest_first(mixed), len(links))
+
+
+def _heaviest_first(weights: Mapping[str, float]) -> Dict[str, float]:
+    """``weights`` rounded to 4 decimals, heaviest first (ties by name): a link's ``emotions``."""
+    return {e: round(w, 4) for e, w in sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))}
 
 
 def anchors_hash(names: Optional[Mapping[str, Sequence[str]]] = None) -> str:
@@ -174,8 +177,7 @@ def _first_hit(graph: Graph, anchors: Mapping[object, Iterable[str]], word: str)
                 score[emotion] += weight
         if score:
             total = sum(score.values())
-            ordered = sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))
-            return LexiconLink(depth, {e: round(w / total, 4) for e, w in ordered})
+            return LexiconLink(depth, _heaviest_first({e: w / total for e, w in score.items()}))
         frontier = [(n, w * DECAY) for sense, w in reached for n in graph.neighbours(sense)]
     return None
 

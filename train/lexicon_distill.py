@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from emocap import taxonomy, word_lexicon
+from emocap.caption_records import parse_record, split_member_name
 from emocap.models import ModelLoadError, load_model, save_model
 from emocap.prompts import bundled_prompt_sets, load_prompt_set
 from emocap.train.fault_points import fault_point
@@ -57,10 +58,12 @@ def caption_texts(shard_dir: Path) -> List[str]:
     for shard in shards:
         with tarfile.open(shard) as tar:
             for member in tar:
-                if member.name.endswith(".txt"):
+                ext = split_member_name(member.name)[1]
+                if ext == "txt":
                     texts.add(tar.extractfile(member).read().decode("utf-8"))
-                elif member.name.endswith(".json"):
-                    caps = json.loads(tar.extractfile(member).read()).get("captions", {})
+                elif ext == "json":
+                    record = parse_record(tar.extractfile(member).read(), f"{shard}: member {member.name!r}")
+                    caps = record.get("captions", {})
                     texts.update(t for t in [caps.get("global"), caps.get("summary"), *caps.get("local", [])] if t)
     return sorted(texts)
 
