@@ -30,6 +30,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -121,7 +122,8 @@ def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray,
 
 def photo_crops(root: Path, policy: CropPolicy):
     """faces-wild-dev's main-face crops (as classify frames them), labels, and the number of photos with no face."""
-    rows = [r for r in csv.DictReader(open(root / "labels.csv", encoding="utf-8")) if r["label"] in PHOTO_CLASSES]
+    with open(root / "labels.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] in PHOTO_CLASSES]
     crops, labels, missed = [], [], 0
     for row in rows:
         crop, outcome = main_face(load_image(str(root / row["file"])), policy)
@@ -191,15 +193,17 @@ def main() -> None:
                                      if len(values) == 2 else f"{values[0]:6.2f}"), flush=True)
         if first is None:
             first = predictions
-            continue
-        results["against_first"][model] = {
-            name: paired_bootstrap(first[name], predictions[name], y) for name, y in selection_labels.items()}
-        for name, diffs in results["against_first"][model].items():
-            print(f"  vs {args.models[0]} on {name}: " + "; ".join(
-                f"{k} {d['diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" for k, d in diffs.items()))
-        if args.out:
+        else:
+            results["against_first"][model] = {
+                name: paired_bootstrap(first[name], predictions[name], y) for name, y in selection_labels.items()}
+            for name, diffs in results["against_first"][model].items():
+                print(f"  vs {args.models[0]} on {name}: " + "; ".join(
+                    f"{k} {d['diff']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" for k, d in diffs.items()))
+        if args.out:  # after every model, so a stopped run keeps the models it finished
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+            partial = args.out.with_name(args.out.name + ".partial")
+            partial.write_text(json.dumps(results, indent=1), encoding="utf-8")
+            os.replace(partial, args.out)  # a kill mid-write leaves the last whole file
 
 
 if __name__ == "__main__":
