@@ -41,9 +41,15 @@ def train_prior(root: str) -> np.ndarray:
     return shares / shares.sum()
 
 
+def photo_rows(root: Path) -> list:
+    """faces-wild-dev's labels.csv rows (``file``, ``label``, ...) of the PHOTO_CLASSES, in file order."""
+    with open(root / "labels.csv", encoding="utf-8") as f:
+        return [r for r in csv.DictReader(f) if r["label"] in PHOTO_CLASSES]
+
+
 def photo_probs(root: Path):
     """faces-wild-dev: probabilities over PHOTO_CLASSES for each photo's main face, labels, photos without a face."""
-    rows = [r for r in csv.DictReader(open(root / "labels.csv", encoding="utf-8")) if r["label"] in PHOTO_CLASSES]
+    rows = photo_rows(root)
     clf = ZeroShotClassifier.from_pretrained(labels=PHOTO_CLASSES)
     faces = clf.predict_faces([str(root / r["file"]) for r in rows], no_face="empty")
     probs, labels, missed = [], [], 0

@@ -27,7 +27,6 @@ the photos' WAR + UAR).
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -35,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from class_prior_probe import PHOTO_CLASSES, photo_rows
 from onnx_speed import ferplus_split
 from PIL import Image, ImageFilter, ImageOps
 
@@ -43,8 +43,6 @@ from emocap.face_predictions import CropPolicy, main_face
 from emocap.ferplus import EMOTIONS
 from emocap.images import load_image
 from emocap.metrics import war_uar
-
-PHOTO_CLASSES = ["anger", "happiness", "neutral", "sadness", "surprise"]
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -122,10 +120,8 @@ def paired_bootstrap(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray,
 
 def photo_crops(root: Path, policy: CropPolicy):
     """faces-wild-dev's main-face crops (as classify frames them), labels, and the number of photos with no face."""
-    with open(root / "labels.csv", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["label"] in PHOTO_CLASSES]
     crops, labels, missed = [], [], 0
-    for row in rows:
+    for row in photo_rows(root):
         crop, outcome = main_face(load_image(str(root / row["file"])), policy)
         if outcome == "no face":
             missed += 1
